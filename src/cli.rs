@@ -1,0 +1,254 @@
+//! The command line: editor mode is recognised before clap (callers pass a file, maybe after
+//! flags), everything else is a subcommand.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::commands::{self, agent, ask, status, tasks};
+use crate::editor::{self, EditArgs};
+use crate::exit::{Exit, Failure, Result, EXIT_CODES_HELP};
+use crate::runner::{DriverKind, Spec};
+use crate::store::Store;
+use crate::time::parse_duration;
+
+const AFTER_HELP: &str = "\
+Editor mode:
+  baton FILE            what $VISUAL/$EDITOR callers run (Claude Code's Ctrl-G, git). A prompt
+                        whose first line starts with @agent is delegated and the answer written
+                        into FILE; anything else opens $BATON_EDITOR (else nvim, vim, vi, nano).
+                        BATON_TIMEOUT (e.g. 10m) bounds the wait.
+
+State folder: $BATON_HOME, else $XDG_STATE_HOME/baton, else ~/.local/state/baton.
+";
+
+#[derive(Parser, Debug)]
+#[command(name = "baton", version, about = "Hand a prompt to a persistent agent and hand the answer back.")]
+#[command(after_help = format!("{AFTER_HELP}\n{EXIT_CODES_HELP}"))]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Send a prompt to one or more agents (comma-separated), wait, print the answers.
+    Ask {
+        /// AGENT or AGENT,AGENT,... (fan-out: waits for all, each answer headed by its agent)
+        agents: String,
+        /// The prompt; `-` (or nothing, when stdin is not a terminal) reads standard input.
+        prompt: Option<String>,
+        /// Give up after this long (e.g. 30s, 10m); the task is cancelled. Exit 3.
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+        /// Print one JSON object per task: agent, state, exit code, answer, timings.
+        #[arg(long)]
+        json: bool,
+        /// Deliver even if the agent has no runner; wait for one to start.
+        #[arg(long)]
+        queue: bool,
+        /// 0 (first) to 9 (last).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=9))]
+        priority: u8,
+    },
+    /// Deliver a prompt and print the task id, without waiting.
+    Send {
+        agents: String,
+        prompt: Option<String>,
+        #[arg(long)]
+        queue: bool,
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=9))]
+        priority: u8,
+        /// The runner gives up on the task after this long.
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+    },
+    /// Wait for tasks and print their answers (Ctrl-C stops waiting; the tasks keep running).
+    Wait {
+        #[arg(required = true)]
+        tasks: Vec<String>,
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a finished task's answer (exit 2 if it has not finished).
+    Result {
+        task: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Withdraw queued tasks, or ask their agent to stop them.
+    Cancel {
+        #[arg(required = true)]
+        tasks: Vec<String>,
+    },
+    /// Every agent: state, pid, driver, queue depth, tasks done, current task.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove finished tasks older than a duration (default 7d).
+    Gc {
+        #[arg(long, default_value = "7d", value_parser = parse_duration)]
+        older_than: Duration,
+    },
+    /// Editor mode on FILE (see below); --agent sends the whole prompt to AGENT.
+    Edit {
+        file: PathBuf,
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+    },
+    /// Run, start, stop and list agents.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCmd,
+    },
+    /// A complete round trip in a throw-away state folder.
+    Demo,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct SpecArgs {
+    /// Agent name: 1-32 of a-z, 0-9, '_', '-'.
+    name: String,
+    /// shell: one persistent shell, each task a script run in it. exec: one process per task,
+    /// the prompt on stdin, stdout the answer.
+    #[arg(long, value_enum, default_value = "shell")]
+    driver: DriverKind,
+    /// The agent's working folder (default: the current one).
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// Set KEY=VALUE in the agent's environment.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Pass this variable through from the caller's environment.
+    #[arg(long = "pass-env", value_name = "NAME")]
+    pass_env: Vec<String>,
+    /// exec: the command run per task. shell: the shell (default: bash, else sh).
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+impl From<SpecArgs> for Spec {
+    fn from(a: SpecArgs) -> Spec {
+        Spec {
+            name: a.name,
+            driver: a.driver,
+            cwd: a.cwd,
+            env: a.env,
+            pass_env: a.pass_env,
+            command: a.command,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum AgentCmd {
+    /// Run the agent's runner in the foreground.
+    Run {
+        #[command(flatten)]
+        spec: SpecArgs,
+        #[arg(long, hide = true)]
+        notify_ready: bool,
+    },
+    /// Start the runner detached; returns once it holds its lock.
+    Start {
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+    /// Stop a runner (SIGTERM; a task in flight ends as cancelled).
+    Stop { name: String },
+    /// List agents and whether their runner is alive.
+    List,
+}
+
+const SUBCOMMANDS: [&str; 12] = [
+    "ask", "send", "wait", "result", "cancel", "status", "gc", "edit", "agent", "demo", "help", "completions",
+];
+
+/// Editor mode: exactly one argument is not a flag, it is the last, and it names an existing
+/// file, contains `/`, or is not a subcommand.
+fn editor_file(args: &[OsString]) -> Option<PathBuf> {
+    let last = args.last()?;
+    let is_flag = |a: &OsString| {
+        let b = a.as_encoded_bytes();
+        b.len() > 1 && (b[0] == b'-' || b[0] == b'+')
+    };
+    let positional: Vec<&OsString> = args.iter().filter(|a| !is_flag(a)).collect();
+    if positional.len() != 1 || positional[0] != last {
+        return None;
+    }
+    let s = last.to_string_lossy();
+    let path = PathBuf::from(last);
+    let is_file = path.is_file();
+    let sub = SUBCOMMANDS.contains(&s.as_ref());
+    (is_file || s.contains('/') || !sub).then_some(path)
+}
+
+fn env_timeout() -> Result<Option<Duration>> {
+    match std::env::var("BATON_TIMEOUT") {
+        Ok(v) if !v.trim().is_empty() => parse_duration(&v)
+            .map(Some)
+            .map_err(|e| Failure::msg(Exit::Usage, format!("BATON_TIMEOUT: {e}"))),
+        _ => Ok(None),
+    }
+}
+
+/// The whole program: parses `args` (without the program name) and runs the command.
+pub fn run(args: Vec<OsString>) -> Result<Exit> {
+    if let Some(file) = editor_file(&args) {
+        return editor::run(EditArgs {
+            file,
+            passthrough: args,
+            agent: None,
+            timeout: env_timeout()?,
+        });
+    }
+    let cli = match Cli::try_parse_from(std::iter::once(OsString::from("baton")).chain(args)) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { Exit::Usage } else { Exit::Ok };
+            let _ = e.print();
+            return Ok(code);
+        }
+    };
+    dispatch(cli.command)
+}
+
+fn dispatch(cmd: Cmd) -> Result<Exit> {
+    match cmd {
+        Cmd::Demo => commands::demo::demo(),
+        Cmd::Edit { file, agent, timeout } => editor::run(EditArgs {
+            passthrough: vec![file.clone().into()],
+            file,
+            agent,
+            timeout: match timeout {
+                Some(t) => Some(t),
+                None => env_timeout()?,
+            },
+        }),
+        Cmd::Ask { agents, prompt, timeout, json, queue, priority } => ask::ask(
+            &Store::open()?,
+            ask::AskArgs { agents, prompt, timeout, json, queue, priority },
+        ),
+        Cmd::Send { agents, prompt, queue, priority, timeout } => {
+            ask::send(&Store::open()?, &agents, prompt.as_deref(), queue, priority, timeout)
+        }
+        Cmd::Wait { tasks: ids, timeout, json } => tasks::wait(&Store::open()?, &ids, timeout, json),
+        Cmd::Result { task, json } => tasks::result(&Store::open()?, &task, json),
+        Cmd::Cancel { tasks: ids } => tasks::cancel(&Store::open()?, &ids),
+        Cmd::Status { json } => status::status(&Store::open()?, json),
+        Cmd::Gc { older_than } => tasks::gc(&Store::open()?, older_than),
+        Cmd::Agent { command } => match command {
+            AgentCmd::Run { spec, notify_ready } => agent::run(&Store::open()?, &spec.into(), notify_ready),
+            AgentCmd::Start { spec } => agent::start(&Store::open()?, &spec.into()),
+            AgentCmd::Stop { name } => agent::stop(&Store::open()?, &name),
+            AgentCmd::List => agent::list(&Store::open()?),
+        },
+    }
+}

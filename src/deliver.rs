@@ -1,0 +1,176 @@
+//! The coordinator's side of the protocol: write a task folder completely, then drop its id into
+//! the agent's inbox (`inbox/tmp` → rename → `inbox/new`); and take a task back, or ask the agent
+//! to stop it.
+//!
+//! Invariant: a task id appears in an inbox only once its folder holds `task.json` and `prompt`.
+
+use std::fs;
+use std::io;
+use std::time::Duration;
+
+use crate::error::{Error, IoContext, Result};
+use crate::protocol::{self, Done, State, Task};
+use crate::store::{self, AgentPaths, Store};
+use crate::time;
+
+/// What a caller asks for.
+pub struct Request<'a> {
+    pub prompt: &'a [u8],
+    pub priority: u8,
+    pub timeout: Option<Duration>,
+}
+
+/// A delivered task.
+#[derive(Clone, Debug)]
+pub struct Delivered {
+    pub agent: String,
+    pub task_id: String,
+    pub entry: String,
+    pub created_ms: u64,
+}
+
+/// Writes the task folder and drops the task into `agent`'s inbox. On failure nothing is left
+/// behind.
+pub fn deliver(store: &Store, agent: &AgentPaths, req: &Request) -> Result<Delivered> {
+    let task_id = store::new_task_id();
+    let dir = store.task_dir(&task_id);
+    let now = time::now_ms();
+    let task = Task {
+        task_id: task_id.clone(),
+        agent: agent.name().into(),
+        created_at: time::rfc3339(now),
+        created_ms: now,
+        priority: req.priority.min(9),
+        deadline_ms: req.timeout.map(|t| now + t.as_millis() as u64),
+        caller_pid: std::process::id(),
+    };
+    let entry = protocol::inbox_entry(task.priority, &task_id);
+    let written = (|| {
+        store::ensure_dir(&dir)?;
+        store::write_atomic(&dir, "prompt", req.prompt)?;
+        protocol::write_json(&dir, "task.json", &task)?;
+        let tmp = agent.inbox_tmp.join(&entry);
+        fs::write(&tmp, format!("{task_id}\n")).during("writing the inbox entry", &tmp)?;
+        let new = agent.inbox_new.join(&entry);
+        fs::rename(&tmp, &new).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            Error::io("delivering into", new, e)
+        })
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_dir_all(&dir);
+        return Err(e);
+    }
+    Ok(Delivered {
+        agent: agent.name().into(),
+        task_id,
+        entry,
+        created_ms: now,
+    })
+}
+
+/// What `withdraw_or_cancel` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// The task was still queued: it was taken out of the inbox and marked with `state`.
+    Withdrawn,
+    /// An agent had claimed it: a cancel request was written for the runner.
+    Requested,
+    /// It had already finished.
+    AlreadyDone,
+}
+
+/// Takes a queued task back out of the inbox, or asks the runner to stop it. `state` is what the
+/// task ends as (`cancelled` or `timeout`).
+pub fn withdraw_or_cancel(
+    store: &Store,
+    agent: &AgentPaths,
+    task_id: &str,
+    state: State,
+) -> Result<Stopped> {
+    let dir = store.task_dir(task_id);
+    if store::exists(&dir.join("done.json")) {
+        return Ok(Stopped::AlreadyDone);
+    }
+    if let Some(entry) = find_entry(&agent.inbox_new, task_id)? {
+        // Renaming the entry away is atomic against a runner's claim: exactly one of us wins.
+        let from = agent.inbox_new.join(&entry);
+        let to = agent.inbox_tmp.join(format!("withdrawn-{entry}"));
+        match fs::rename(&from, &to) {
+            Ok(()) => {
+                let _ = fs::remove_file(&to);
+                let done = Done::new(task_id, agent.name(), state)
+                    .with_error(format!("{} before an agent claimed it", state_words(state)));
+                finish_once(store, &done)?;
+                return Ok(Stopped::Withdrawn);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {} // claimed just now
+            Err(e) => return Err(Error::io("withdrawing", from, e)),
+        }
+    }
+    if store::exists(&dir.join("done.json")) {
+        return Ok(Stopped::AlreadyDone);
+    }
+    store::write_atomic(&dir, "cancel", state.as_str().as_bytes())?;
+    Ok(Stopped::Requested)
+}
+
+fn state_words(state: State) -> &'static str {
+    match state {
+        State::Timeout => "timed out",
+        _ => "cancelled",
+    }
+}
+
+/// The inbox entry in `dir` that names `task_id`.
+pub fn find_entry(dir: &std::path::Path, task_id: &str) -> Result<Option<String>> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("listing", dir, e)),
+    };
+    Ok(rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .find(|n| protocol::parse_inbox_entry(n) == Some(task_id)))
+}
+
+/// Counts the well-formed entries of an inbox folder.
+pub fn queue_depth(dir: &std::path::Path) -> usize {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| {
+                    e.file_name()
+                        .to_str()
+                        .is_some_and(|n| protocol::parse_inbox_entry(n).is_some())
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Writes `done.json` only if none exists yet (a later writer never overwrites an outcome).
+pub fn finish_once(store: &Store, done: &Done) -> Result<bool> {
+    let dir = store.task_dir(&done.task_id);
+    let path = dir.join("done.json");
+    if store::exists(&path) {
+        return Ok(false);
+    }
+    let mut bytes = serde_json::to_vec(done).map_err(|e| Error::Malformed {
+        path: path.clone(),
+        why: e.to_string(),
+    })?;
+    bytes.push(b'\n');
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(&dir)
+        .during("creating a temp file in", &dir)?;
+    io::Write::write_all(&mut tmp, &bytes).during("writing", tmp.path())?;
+    // persist_noclobber links the temp file into place and fails if the target exists.
+    match tmp.persist_noclobber(&path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(Error::io("writing", path, e.error)),
+    }
+}

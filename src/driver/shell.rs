@@ -1,0 +1,194 @@
+//! The `shell` driver: one long-lived shell per agent, so `cd` and `export` persist between tasks.
+//!
+//! Framing: each task is sourced inside a brace group whose stdout and stderr go to the task's
+//! output file and whose stdin is `/dev/null`, so nothing the task prints or reads can touch the
+//! channel to the runner. The shell's own stdout is that channel: after the group it prints
+//! `<nonce> <status>`, where the nonce is fresh random per task and never shown to the task. The
+//! runner accepts only that exact token, so output that imitates a marker cannot end a task.
+//!
+//! A task that ends the shell (`exit`) fails, and the next task gets a fresh shell; so does a task
+//! that is cancelled (the whole process group is killed).
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+
+use super::{outcome, Driver, Outcome, Setup, TaskCtx};
+use crate::signals::Signals;
+use crate::{spawn, store};
+
+pub struct Shell {
+    program: Vec<String>,
+    setup: Setup,
+    proc: Option<Proc>,
+    nonce: Option<String>,
+}
+
+struct Proc {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: ChildStdout,
+    buf: Vec<u8>,
+    eof: bool,
+}
+
+/// The shell used when none is named: bash if there is one, else sh.
+pub fn default_program() -> Vec<String> {
+    if which::which("bash").is_ok() {
+        vec!["bash".into(), "--noprofile".into(), "--norc".into()]
+    } else {
+        vec!["sh".into()]
+    }
+}
+
+/// Quotes `s` for a POSIX shell.
+pub fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+impl Shell {
+    /// Starts the shell at once, so that a bad shell command fails at `agent start`.
+    pub fn new(program: Vec<String>, setup: Setup) -> Result<Shell, String> {
+        let mut shell = Shell {
+            program: if program.is_empty() { default_program() } else { program },
+            setup,
+            proc: None,
+            nonce: None,
+        };
+        shell.ensure()?;
+        Ok(shell)
+    }
+
+    fn ensure(&mut self) -> Result<&mut Proc, String> {
+        if self.proc.is_none() {
+            let (program, args) = self.program.split_first().ok_or("empty shell command")?;
+            let log = self
+                .setup
+                .log
+                .try_clone()
+                .map_err(|e| format!("opening the log: {e}"))?;
+            let mut child = spawn::agent_command(program, args, &self.setup.env, &self.setup.cwd)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::from(log))
+                .spawn()
+                .map_err(|e| format!("cannot start the shell `{program}`: {e}"))?;
+            let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+                return Err("the shell's pipes are missing".into());
+            };
+            nix::fcntl::fcntl(
+                stdout.as_fd(),
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            )
+            .map_err(|e| format!("setting up the shell's pipe: {e}"))?;
+            self.proc = Some(Proc {
+                child,
+                stdin,
+                stdout,
+                buf: Vec::new(),
+                eof: false,
+            });
+        }
+        self.proc.as_mut().ok_or_else(|| "no shell".into())
+    }
+}
+
+impl Proc {
+    /// Reads what the shell has written to the runner's channel so far.
+    fn read_available(&mut self) {
+        let mut chunk = [0u8; 1024];
+        loop {
+            match self.stdout.read(&mut chunk) {
+                Ok(0) => {
+                    self.eof = true;
+                    return;
+                }
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// The status that follows `nonce` on the channel, once its line is complete.
+    fn find_status(&self, nonce: &str) -> Option<i32> {
+        let text = String::from_utf8_lossy(&self.buf);
+        let at = text.rfind(nonce)?;
+        let rest = &text[at + nonce.len()..];
+        let line = rest.strip_prefix(' ')?.split_once('\n')?.0;
+        line.trim().parse().ok()
+    }
+}
+
+impl Driver for Shell {
+    fn start(&mut self, task: &TaskCtx) -> Result<(), String> {
+        let nonce = format!("baton-done-{:016x}{:016x}", store::random_u64(), store::random_u64());
+        let (id, prompt, output) = (
+            task.id,
+            quote(&task.prompt.to_string_lossy()),
+            quote(&task.output.to_string_lossy()),
+        );
+        let script = format!(
+            "export BATON_TASK_ID={id}\n{{ . {prompt}\n}} </dev/null >{output} 2>&1\nprintf '%s %s\\n' {nonce} \"$?\"\n"
+        );
+        let proc = self.ensure()?;
+        proc.buf.clear();
+        if let Err(e) = proc.stdin.write_all(script.as_bytes()) {
+            return Err(format!("the agent's shell is not reading its input: {e}"));
+        }
+        self.nonce = Some(nonce);
+        Ok(())
+    }
+
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.proc.as_ref().map(|p| p.stdout.as_fd())
+    }
+
+    fn poll(&mut self) -> Option<Outcome> {
+        let nonce = self.nonce.clone()?;
+        let proc = self.proc.as_mut()?;
+        proc.read_available();
+        if let Some(code) = proc.find_status(&nonce) {
+            self.nonce = None;
+            return Some(Outcome {
+                ok: code == 0,
+                exit_code: Some(code),
+                error: (code != 0).then(|| format!("the task's last command exited with status {code}")),
+            });
+        }
+        let exited = matches!(proc.child.try_wait(), Ok(Some(_)));
+        if !proc.eof && !exited {
+            return None;
+        }
+        // The shell is gone (the task ran `exit`, or something killed it).
+        let mut proc = self.proc.take()?;
+        self.nonce = None;
+        let status = proc.child.wait().ok()?;
+        let mut o = outcome(status, "the agent's shell");
+        o.ok = false;
+        o.error = Some(format!(
+            "{} while running the task; the next task gets a fresh shell (working folder and variables are reset)",
+            o.error.unwrap_or_else(|| "the agent's shell exited".into())
+        ));
+        Some(o)
+    }
+
+    fn kill(&mut self, sigs: &Signals) {
+        self.nonce = None;
+        if let Some(mut proc) = self.proc.take() {
+            spawn::kill_group(&mut proc.child, sigs);
+        }
+    }
+
+    fn idle_check(&mut self) {
+        if let Some(proc) = self.proc.as_mut() {
+            if matches!(proc.child.try_wait(), Ok(Some(_))) {
+                self.proc = None;
+            }
+        }
+    }
+
+    fn shutdown(&mut self, sigs: &Signals) {
+        self.kill(sigs);
+    }
+}

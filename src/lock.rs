@@ -1,0 +1,127 @@
+//! Liveness through the agent's `lock` file. A runner holds `flock(LOCK_EX)` on it for its whole
+//! life, so the kernel tells everyone else, without PID files, whether the runner lives:
+//! - `is_alive` probes with a non-blocking shared lock (released at once);
+//! - `watch_death` parks a thread in a blocking shared lock, which the kernel grants the moment
+//!   the runner dies, however it dies; the thread then wakes the caller's `poll` loop.
+//!
+//! Because probes take the lock for an instant, a runner that finds the lock taken waits a
+//! bounded moment for it before deciding that another runner owns it.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::error::{Error, IoContext, Result};
+use crate::signals::Waker;
+
+/// How long a starting runner waits for a lock that a probe may be holding for an instant.
+const PROBE_GRACE: Duration = Duration::from_millis(300);
+
+pub type Held = Flock<File>;
+
+/// Takes the agent's lock for the life of the runner. `Ok(None)` if another runner holds it.
+pub fn hold(path: &Path) -> Result<Option<Held>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .during("opening the lock", path)?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(held) => Ok(Some(held)),
+        Err((file, Errno::EWOULDBLOCK)) => {
+            // A probe holds it for microseconds; a runner holds it for good. Wait, boundedly,
+            // in a thread (flock has no timeout); if the wait runs out the thread dies with us.
+            let (tx, rx) = mpsc::channel();
+            std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    let _ = tx.send(Flock::lock(file, FlockArg::LockExclusive));
+                })
+                .during("starting a thread to take the lock", path)?;
+            match rx.recv_timeout(PROBE_GRACE) {
+                Ok(Ok(held)) => Ok(Some(held)),
+                Ok(Err((_, e))) => Err(Error::io("locking", path, e.into())),
+                Err(_) => Ok(None),
+            }
+        }
+        Err((_, e)) => Err(Error::io("locking", path, e.into())),
+    }
+}
+
+fn open_for_probe(path: &Path) -> Option<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .ok()
+}
+
+/// True if a runner holds the lock at `path` now.
+pub fn is_alive(path: &Path) -> bool {
+    let Some(file) = open_for_probe(path) else {
+        return false;
+    };
+    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        Ok(_probe) => false, // unlocked when dropped
+        Err((_, e)) => e == Errno::EWOULDBLOCK,
+    }
+}
+
+/// A thread that sets `dead` and wakes the loop when the runner holding `path` dies.
+pub fn watch_death(path: PathBuf, waker: Waker, dead: Arc<AtomicBool>) -> Result<()> {
+    let file = open_for_probe(&path);
+    std::thread::Builder::new()
+        .name("death-watch".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let lost = match file {
+                None => true,
+                Some(f) => Flock::lock(f, FlockArg::LockShared).is_ok(),
+            };
+            if lost {
+                dead.store(true, Ordering::SeqCst);
+                waker.wake();
+            }
+        })
+        .during("starting the thread that watches", path.clone())?;
+    Ok(())
+}
+
+/// The pid of the process holding an exclusive flock on `path`, read from `/proc/locks` (the
+/// kernel's own record, so a stale or hand-edited `status.json` cannot mislead it).
+pub fn holder_pid(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::symlink_metadata(path).ok()?.ino();
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|line| {
+        // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (kind, mode, pid, dev_ino) = (f.get(1)?, f.get(3)?, f.get(4)?, f.get(5)?);
+        let this = dev_ino.rsplit(':').next()?.parse::<u64>().ok()? == ino;
+        (this && *kind == "FLOCK" && *mode == "WRITE").then(|| pid.parse().ok())?
+    })
+}
+
+/// Waits, at most `timeout`, until no runner holds the lock at `path`. True if it is free.
+pub fn wait_free(path: &Path, timeout: Duration) -> bool {
+    let Some(file) = open_for_probe(path) else {
+        return true;
+    };
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let _ = tx.send(Flock::lock(file, FlockArg::LockShared).is_ok());
+        });
+    spawned.is_ok() && rx.recv_timeout(timeout).unwrap_or(false)
+}

@@ -1,0 +1,415 @@
+//! The persistent runner of one agent (`baton agent run`). It owns the agent's folder:
+//! it holds the `lock` for its whole life, is the only writer of `status.json`, claims tasks from
+//! `inbox/new` one at a time by rename, and for each writes `result` and then `done.json`.
+//!
+//! It sleeps in one `poll` over inotify (the inbox, the current task's folder), the signal pipe
+//! (SIGTERM/SIGINT/SIGHUP/SIGQUIT stop it, SIGCHLD reports its children) and, while a task runs,
+//! the driver's channel and the task's deadline. An idle runner makes no system call at all.
+//!
+//! Tasks found in `inbox/cur` at start-up were claimed by a runner that died: they are failed as
+//! `agent_lost`, never re-run (a task may already have had effects) and never dropped.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use inotify::{Inotify, WatchMask};
+use nix::libc;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+
+use crate::driver::{self, Driver, Outcome, Setup, TaskCtx};
+use crate::error::{Error, IoContext};
+use crate::exit::{Exit, Failure, Result};
+use crate::protocol::{self, AgentConfig, AgentState, Done, State, Status, Task};
+use crate::signals::Signals;
+use crate::store::{self, AgentPaths, Store};
+use crate::{deliver, lock, time, wait};
+
+/// The variables an agent inherits from the runner's environment by default.
+pub const BASE_ENV: [&str; 6] = ["PATH", "HOME", "USER", "LANG", "TERM", "TMPDIR"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DriverKind {
+    Shell,
+    Exec,
+}
+
+impl DriverKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriverKind::Shell => "shell",
+            DriverKind::Exec => "exec",
+        }
+    }
+}
+
+/// How to run an agent.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub name: String,
+    pub driver: DriverKind,
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<String>,
+    pub pass_env: Vec<String>,
+    pub command: Vec<String>,
+}
+
+struct Runner<'a> {
+    store: &'a Store,
+    paths: AgentPaths,
+    status: Status,
+    sigs: Signals,
+    inotify: Inotify,
+    driver: Box<dyn Driver>,
+    log: fs::File,
+    echo: bool,
+    stopping: bool,
+    started_ms: u64,
+}
+
+/// Runs the agent in the foreground until a stop signal. `ready` is told once the lock is held.
+pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> Result<()> {
+    let paths = store.ensure_agent(&spec.name)?;
+    let Some(_lock) = lock::hold(&paths.lock)? else {
+        return Err(already_running(&paths));
+    };
+    let sigs = Signals::install(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGCHLD])
+        .map_err(|e| Error::io("installing signal handlers for", &paths.dir, e))?;
+    let log = store::open_append(&paths.log)?;
+    let session = session_id(&paths)?;
+    let cwd = match &spec.cwd {
+        Some(c) => std::path::absolute(c).during("resolving the working folder", c)?,
+        None => std::env::current_dir().during("reading the current folder", ".")?,
+    };
+    if !cwd.is_dir() {
+        return Err(Failure::msg(Exit::Usage, format!("the working folder {} does not exist", cwd.display())));
+    }
+    let env = agent_env(store, spec, &session)?;
+    let config = AgentConfig {
+        driver: spec.driver.as_str().into(),
+        command: spec.command.clone(),
+        cwd: Some(cwd.display().to_string()),
+        env: spec.env.clone(),
+        pass_env: spec.pass_env.clone(),
+    };
+    protocol::write_json(&paths.dir, "agent.json", &config)?;
+    let setup = Setup {
+        env,
+        cwd,
+        log: log.try_clone().during("opening", &paths.log)?,
+    };
+    let driver: Box<dyn Driver> = match spec.driver {
+        DriverKind::Exec => {
+            let Some(program) = spec.command.first() else {
+                return Err(Failure::msg(Exit::Usage, "the exec driver needs a command: baton agent run NAME --driver exec -- CMD ARGS..."));
+            };
+            if which::which(program).is_err() {
+                return Err(Failure::msg(Exit::Usage, format!("cannot find the command {program:?} for agent {}", spec.name)));
+            }
+            Box::new(driver::exec::Exec::new(spec.command.clone(), setup))
+        }
+        DriverKind::Shell => Box::new(
+            driver::shell::Shell::new(spec.command.clone(), setup)
+                .map_err(|e| Failure::msg(Exit::Usage, e))?,
+        ),
+    };
+    let inotify = Inotify::init().map_err(|e| wait::inotify_error("watching", &paths.inbox_new, e))?;
+    inotify
+        .watches()
+        .add(&paths.inbox_new, WatchMask::MOVED_TO | WatchMask::CREATE)
+        .map_err(|e| wait::inotify_error("watching", &paths.inbox_new, e))?;
+    let mut runner = Runner {
+        store,
+        status: Status {
+            agent_id: spec.name.clone(),
+            status: AgentState::Idle,
+            current_task: None,
+            context_summary: format!("session {session}"),
+            last_active: time::now_rfc3339(),
+            window_id: None,
+            pid: std::process::id(),
+            driver: spec.driver.as_str().into(),
+            tasks_done: 0,
+        },
+        paths,
+        sigs,
+        inotify,
+        driver,
+        log,
+        echo: !notify_ready,
+        stopping: false,
+        started_ms: 0,
+    };
+    runner.recover()?;
+    runner.write_status()?;
+    runner.say(&format!("runner started (pid {}, driver {})", std::process::id(), spec.driver.as_str()));
+    if notify_ready {
+        // `agent start` waits for this line on our stdout, then our stdout becomes the log.
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "ready {}", std::process::id());
+        let _ = out.flush();
+        let _ = nix::unistd::dup2_stdout(runner.log.as_fd());
+    }
+    let result = runner.serve();
+    runner.driver.shutdown(&runner.sigs);
+    runner.status.status = AgentState::Stopped;
+    runner.status.current_task = None;
+    let _ = runner.write_status();
+    runner.say("runner stopped");
+    result
+}
+
+fn already_running(paths: &AgentPaths) -> Failure {
+    let pid = lock::holder_pid(&paths.lock)
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    Failure::msg(
+        Exit::Usage,
+        format!("agent {} is already running, pid {pid}", paths.name()),
+    )
+}
+
+/// The agent's stable session id, created on its first run.
+fn session_id(paths: &AgentPaths) -> crate::error::Result<String> {
+    match store::read_nofollow(&paths.session) {
+        Ok(b) => {
+            let s = String::from_utf8_lossy(&b).trim().to_string();
+            if s.len() == 36 {
+                return Ok(s);
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("reading", &paths.session, e)),
+    }
+    let id = store::new_uuid();
+    store::write_atomic(&paths.dir, "session_id", format!("{id}\n").as_bytes())?;
+    Ok(id)
+}
+
+/// The scrubbed environment: the base variables, `--pass-env`, `--env`, and baton's own.
+fn agent_env(store: &Store, spec: &Spec, session: &str) -> Result<Vec<(OsString, OsString)>> {
+    let mut env: Vec<(OsString, OsString)> = Vec::new();
+    let mut set = |k: OsString, v: OsString| {
+        env.retain(|(key, _)| *key != k);
+        env.push((k, v));
+    };
+    for k in BASE_ENV.iter().copied().chain(spec.pass_env.iter().map(String::as_str)) {
+        if let Some(v) = std::env::var_os(k) {
+            set(k.into(), v);
+        }
+    }
+    for kv in &spec.env {
+        let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            return Err(Failure::msg(Exit::Usage, format!("--env takes KEY=VALUE, not {kv:?}")));
+        };
+        set(k.into(), v.into());
+    }
+    set("BATON_AGENT".into(), spec.name.clone().into());
+    set("BATON_HOME".into(), store.root().into());
+    set("BATON_SESSION_ID".into(), session.into());
+    Ok(env)
+}
+
+impl Runner<'_> {
+    fn say(&mut self, msg: &str) {
+        let line = format!("{} [baton] {msg}\n", time::now_rfc3339());
+        let _ = self.log.write_all(line.as_bytes());
+        if self.echo {
+            eprint!("{line}");
+        }
+    }
+
+    fn write_status(&mut self) -> crate::error::Result<()> {
+        self.status.last_active = time::now_rfc3339();
+        protocol::write_json(&self.paths.dir, "status.json", &self.status)
+    }
+
+    /// Fails, as `agent_lost`, the tasks a dead runner had claimed.
+    fn recover(&mut self) -> Result<()> {
+        for (entry, id) in inbox_entries(&self.paths.inbox_cur)? {
+            let done = Done::new(&id, self.paths.name(), State::AgentLost).with_error(
+                "the agent's runner stopped while this task ran; it was not re-run (it may have had effects)",
+            );
+            if deliver::finish_once(self.store, &done)? {
+                self.say(&format!("task {id}: failed as agent_lost (claimed by a runner that died)"));
+            }
+            let _ = fs::remove_file(self.paths.inbox_cur.join(entry));
+        }
+        Ok(())
+    }
+
+    fn stop_requested(&mut self) -> bool {
+        for sig in crate::signals::STOP_SIGNALS {
+            if self.sigs.take_one(sig) {
+                self.say(&format!("{} received: stopping", crate::signals::name(sig)));
+                self.stopping = true;
+            }
+        }
+        self.stopping
+    }
+
+    fn serve(&mut self) -> Result<()> {
+        loop {
+            if self.stop_requested() {
+                return Ok(());
+            }
+            if self.sigs.take_one(libc::SIGCHLD) {
+                self.driver.idle_check();
+            }
+            if let Some((entry, id)) = inbox_entries(&self.paths.inbox_new)?.into_iter().next() {
+                let cur = self.paths.inbox_cur.join(&entry);
+                match fs::rename(self.paths.inbox_new.join(&entry), &cur) {
+                    Ok(()) => self.run_task(&id, &cur)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {} // withdrawn
+                    Err(e) => return Err(Error::io("claiming", cur, e).into()),
+                }
+                continue;
+            }
+            let mut fds = [
+                PollFd::new(self.sigs.fd(), PollFlags::POLLIN),
+                PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN),
+            ];
+            match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(Error::io("waiting on", &self.paths.inbox_new, e.into()).into()),
+            }
+            self.sigs.drain();
+            wait::drain_inotify(&mut self.inotify);
+        }
+    }
+
+    /// Runs one claimed task to its end and writes `result` and `done.json`.
+    fn run_task(&mut self, id: &str, cur: &Path) -> Result<()> {
+        let dir = self.store.task_dir(id);
+        let done_path = dir.join("done.json");
+        let task = match protocol::read_json::<Task>(&dir.join("task.json")) {
+            Ok(Some(t)) => Ok(t),
+            Ok(None) => Err(format!("{} is missing", dir.join("task.json").display())),
+            Err(e) => Err(e.to_string()),
+        };
+        let result = match task {
+            _ if store::exists(&done_path) => None, // withdrawn or finished already
+            Err(why) => Some((State::Failed, None, Some(why))),
+            Ok(_) if store::exists(&dir.join("cancel")) => {
+                Some((cancel_state(&dir), None, Some("cancelled before it started".into())))
+            }
+            Ok(task) => Some(self.execute(&task, &dir)?),
+        };
+        if let Some((state, exit_code, error)) = result {
+            let output = dir.join("output");
+            if store::exists(&output) {
+                let result_path = dir.join("result");
+                fs::rename(&output, &result_path).during("publishing the result", &result_path)?;
+            } else if !store::exists(&dir.join("result")) && store::exists(&dir) {
+                store::write_atomic(&dir, "result", b"")?;
+            }
+            let mut done = Done::new(id, self.paths.name(), state);
+            done.exit_code = exit_code;
+            done.error = error.clone();
+            done.started_ms = Some(self.started_ms);
+            if store::exists(&dir) {
+                deliver::finish_once(self.store, &done)?;
+            }
+            self.status.tasks_done += 1;
+            let detail = error.map(|e| format!(": {e}")).unwrap_or_default();
+            self.say(&format!("task {id}: {}{detail}", state.as_str()));
+        }
+        let _ = fs::remove_file(cur);
+        self.status.status = AgentState::Idle;
+        self.status.current_task = None;
+        self.write_status()?;
+        Ok(())
+    }
+
+    /// Runs the task with the driver, watching for a cancel request, a stop signal and the
+    /// deadline. Returns the state, exit code and error to record.
+    fn execute(&mut self, task: &Task, dir: &Path) -> Result<(State, Option<i32>, Option<String>)> {
+        let id = task.task_id.as_str();
+        self.started_ms = time::now_ms();
+        self.status.status = AgentState::Working;
+        self.status.current_task = Some(id.to_string());
+        self.write_status()?;
+        self.say(&format!("task {id}: started"));
+        let wd = self
+            .inotify
+            .watches()
+            .add(dir, WatchMask::MOVED_TO | WatchMask::CREATE)
+            .map_err(|e| wait::inotify_error("watching", dir, e))?;
+        let prompt = dir.join("prompt");
+        let output = dir.join("output");
+        let ctx = TaskCtx { id, prompt: &prompt, output: &output };
+        let ended = match self.driver.start(&ctx) {
+            Err(why) => (State::Failed, None, Some(why)),
+            Ok(()) => self.supervise(task, dir)?,
+        };
+        let _ = self.inotify.watches().remove(wd);
+        Ok(ended)
+    }
+
+    fn supervise(&mut self, task: &Task, dir: &Path) -> Result<(State, Option<i32>, Option<String>)> {
+        loop {
+            self.sigs.take_one(libc::SIGCHLD);
+            if let Some(Outcome { ok, exit_code, error }) = self.driver.poll() {
+                let state = if ok { State::Ok } else { State::Failed };
+                return Ok((state, exit_code, error));
+            }
+            let stop = if self.stop_requested() {
+                Some((State::Cancelled, "the agent was stopped while running it".to_string()))
+            } else if store::exists(&dir.join("cancel")) {
+                let state = cancel_state(dir);
+                Some((state, format!("{} at the caller's request", if state == State::Timeout { "timed out" } else { "cancelled" })))
+            } else if task.deadline_ms.is_some_and(|d| time::now_ms() >= d) {
+                Some((State::Timeout, "its deadline passed".to_string()))
+            } else {
+                None
+            };
+            if let Some((state, why)) = stop {
+                self.driver.kill(&self.sigs);
+                return Ok((state, None, Some(why)));
+            }
+            let timeout = match task.deadline_ms {
+                None => PollTimeout::NONE,
+                Some(d) => {
+                    let left = Duration::from_millis(d.saturating_sub(time::now_ms()) + 1);
+                    PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
+                }
+            };
+            {
+                let mut fds = vec![
+                    PollFd::new(self.sigs.fd(), PollFlags::POLLIN),
+                    PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN),
+                ];
+                if let Some(fd) = self.driver.fd() {
+                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                }
+                match nix::poll::poll(&mut fds, timeout) {
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => return Err(Error::io("waiting on", dir, e.into()).into()),
+                }
+            }
+            self.sigs.drain();
+            wait::drain_inotify(&mut self.inotify);
+        }
+    }
+}
+
+/// The state a cancel request asks for.
+fn cancel_state(dir: &Path) -> State {
+    let text = store::read_nofollow(&dir.join("cancel")).unwrap_or_default();
+    State::from_cancel_request(&String::from_utf8_lossy(&text))
+}
+
+/// The well-formed entries of an inbox folder, in claiming order (priority, then time).
+pub fn inbox_entries(dir: &Path) -> crate::error::Result<Vec<(String, String)>> {
+    let mut entries: Vec<(String, String)> = fs::read_dir(dir)
+        .during("listing", dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter_map(|n| protocol::parse_inbox_entry(&n).map(|id| (n.clone(), id.to_string())))
+        .collect();
+    entries.sort();
+    Ok(entries)
+}

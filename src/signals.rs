@@ -1,0 +1,90 @@
+//! Signals as events. Installed once, early, by a command that waits: each handler only sets a
+//! flag and writes a byte to a self-pipe, which the `poll` loop watches. The same pipe is the
+//! "waker" other threads (the agent death watch) use to wake the loop.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use nix::libc;
+
+/// The signals a waiting command treats as "stop": cancel what is in flight, leave files intact.
+pub const STOP_SIGNALS: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+pub struct Signals {
+    rx: UnixStream,
+    tx: UnixStream,
+    flags: Vec<(i32, Arc<AtomicBool>)>,
+}
+
+impl Signals {
+    /// Installs handlers for `signals`. Their default actions are replaced for this process; a
+    /// child started later gets the defaults back at exec.
+    pub fn install(signals: &[i32]) -> io::Result<Signals> {
+        let (rx, tx) = UnixStream::pair()?;
+        rx.set_nonblocking(true)?;
+        tx.set_nonblocking(true)?;
+        let mut flags = Vec::new();
+        for &sig in signals {
+            let flag = Arc::new(AtomicBool::new(false));
+            signal_hook::flag::register(sig, Arc::clone(&flag))?;
+            signal_hook::low_level::pipe::register(sig, tx.try_clone()?)?;
+            flags.push((sig, flag));
+        }
+        Ok(Signals { rx, tx, flags })
+    }
+
+    /// The fd to poll for readability.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.rx.as_fd()
+    }
+
+    /// A handle another thread can use to wake the loop.
+    pub fn waker(&self) -> io::Result<Waker> {
+        Ok(Waker(self.tx.try_clone()?))
+    }
+
+    /// Empties the pipe; call after `poll` says it is readable.
+    pub fn drain(&self) {
+        let mut buf = [0u8; 64];
+        while matches!((&self.rx).read(&mut buf), Ok(n) if n > 0) {}
+    }
+
+    /// Takes (and clears) the first pending signal, if any.
+    pub fn take(&self) -> Option<i32> {
+        self.flags
+            .iter()
+            .find(|(_, f)| f.swap(false, Ordering::SeqCst))
+            .map(|(s, _)| *s)
+    }
+
+    /// Takes (and clears) one particular signal.
+    pub fn take_one(&self, sig: i32) -> bool {
+        self.flags
+            .iter()
+            .any(|(s, f)| *s == sig && f.swap(false, Ordering::SeqCst))
+    }
+}
+
+/// Wakes a `Signals` loop from another thread.
+pub struct Waker(UnixStream);
+
+impl Waker {
+    pub fn wake(&self) {
+        let _ = (&self.0).write(&[1]);
+    }
+}
+
+/// The conventional name of a signal, for messages.
+pub fn name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGCHLD => "SIGCHLD",
+        _ => "a signal",
+    }
+}

@@ -1,0 +1,109 @@
+//! The terminal while a coordinator waits on it. Claude Code runs its editor in its own process
+//! group on the real terminal, so a Ctrl-C there would kill Claude Code too: while baton waits it
+//! turns off ISIG, ICANON and ECHO, reads keys itself, and draws one status line. On every way out
+//! (`Drop` runs on return and on panic) it discards unread input and restores the settings it
+//! found, exactly.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use nix::sys::termios::{self, FlushArg, LocalFlags, SetArg, SpecialCharacterIndices, Termios};
+
+pub const CTRL_C: u8 = 0x03;
+
+pub struct Tty {
+    file: File,
+    saved: Termios,
+    restored: bool,
+}
+
+nix::ioctl_read_bad!(tiocgwinsz, nix::libc::TIOCGWINSZ, nix::libc::winsize);
+
+impl Tty {
+    /// Takes the terminal if standard input is one; `None` otherwise (scripts, pipes).
+    pub fn open() -> Option<Tty> {
+        if !nix::unistd::isatty(io::stdin()).unwrap_or(false) {
+            return None;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .ok()?;
+        let saved = termios::tcgetattr(&file).ok()?;
+        let mut raw = saved.clone();
+        raw.local_flags
+            .remove(LocalFlags::ISIG | LocalFlags::ICANON | LocalFlags::ECHO);
+        raw.control_chars[SpecialCharacterIndices::VMIN as usize] = 1;
+        raw.control_chars[SpecialCharacterIndices::VTIME as usize] = 0;
+        termios::tcsetattr(&file, SetArg::TCSANOW, &raw).ok()?;
+        Some(Tty {
+            file,
+            saved,
+            restored: false,
+        })
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// Reads the keys that are waiting (call when `poll` says the terminal is readable).
+    pub fn read_keys(&mut self) -> Vec<u8> {
+        let mut buf = [0u8; 64];
+        match self.file.read(&mut buf) {
+            Ok(n) => buf[..n].to_vec(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn width(&self) -> usize {
+        let mut ws = nix::libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCGWINSZ writes one `winsize` into the pointer we pass, which is valid.
+        match unsafe { tiocgwinsz(self.file.as_raw_fd(), &mut ws) } {
+            Ok(_) if ws.ws_col > 0 => ws.ws_col as usize,
+            _ => 80,
+        }
+    }
+
+    /// Replaces the status line.
+    pub fn status(&mut self, line: &str) {
+        let width = self.width().saturating_sub(1);
+        let line: String = line.chars().take(width).collect();
+        let _ = write!(self.file, "\r\x1b[2K{line}");
+        let _ = self.file.flush();
+    }
+
+    /// Prints a message on its own line(s), below which the status line continues.
+    pub fn say(&mut self, text: &str) {
+        let _ = write!(self.file, "\r\x1b[2K");
+        for line in text.lines() {
+            let _ = write!(self.file, "{line}\r\n");
+        }
+        let _ = self.file.flush();
+    }
+
+    /// Clears the status line, discards unread input and restores the terminal settings.
+    pub fn restore(&mut self) {
+        if self.restored {
+            return;
+        }
+        self.restored = true;
+        let _ = write!(self.file, "\r\x1b[2K");
+        let _ = self.file.flush();
+        let _ = termios::tcflush(&self.file, FlushArg::TCIFLUSH);
+        let _ = termios::tcsetattr(&self.file, SetArg::TCSANOW, &self.saved);
+    }
+}
+
+impl Drop for Tty {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}

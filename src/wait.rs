@@ -1,0 +1,221 @@
+//! Waiting for tasks: one `poll` loop over inotify (each task's folder, where `done.json` arrives
+//! by rename), the signal pipe (which the agent death watch also writes to), the terminal when
+//! there is one, and the deadline. Nothing here sleeps or polls files on a timer: without a
+//! terminal the loop wakes only for events; with one it also redraws the status line each second.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use inotify::{Inotify, WatchMask};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+
+use crate::error::{Error, Result};
+use crate::protocol::{self, AgentState, Done, State, Status};
+use crate::signals::Signals;
+use crate::store::{self, AgentPaths, Store};
+use crate::term::{Tty, CTRL_C};
+use crate::{deliver, lock, time};
+
+/// One task being waited for.
+pub struct Pending {
+    pub agent: AgentPaths,
+    pub task_id: String,
+    pub created_ms: u64,
+    pub done: Option<Done>,
+    dead: Arc<AtomicBool>,
+}
+
+impl Pending {
+    pub fn new(agent: AgentPaths, task_id: String, created_ms: u64) -> Pending {
+        Pending {
+            agent,
+            task_id,
+            created_ms,
+            done: None,
+            dead: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// Why the wait ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    AllDone,
+    Signal(i32),
+    Timeout,
+    /// The runner of `pending[i]` died before finishing it.
+    AgentLost(usize),
+    /// Ctrl-C typed on the terminal.
+    CancelKey,
+    /// `d` typed on the terminal.
+    Detach,
+}
+
+pub struct Options {
+    pub deadline: Option<Instant>,
+    /// Fail as soon as an agent's runner dies (off for `--queue`, which waits for a runner).
+    pub watch_liveness: bool,
+}
+
+/// Advice for the inotify errors a user can fix.
+pub fn inotify_error(action: &'static str, path: &std::path::Path, e: io::Error) -> Error {
+    let why = match e.raw_os_error() {
+        Some(nix::libc::ENOSPC) => io::Error::new(
+            e.kind(),
+            format!("{e} (the inotify watch limit is reached: raise fs.inotify.max_user_watches, e.g. `sysctl fs.inotify.max_user_watches=524288`)"),
+        ),
+        Some(nix::libc::EMFILE) => io::Error::new(
+            e.kind(),
+            format!("{e} (the inotify instance limit is reached: raise fs.inotify.max_user_instances)"),
+        ),
+        _ => e,
+    };
+    Error::io(action, path, why)
+}
+
+/// Waits until every task has its `done.json`, or something ends the wait.
+pub fn wait(
+    store: &Store,
+    pending: &mut [Pending],
+    sigs: &Signals,
+    opts: &Options,
+    mut tty: Option<&mut Tty>,
+) -> Result<End> {
+    let mut inotify =
+        Inotify::init().map_err(|e| inotify_error("watching", store.tasks_dir().as_path(), e))?;
+    for p in pending.iter() {
+        let dir = store.task_dir(&p.task_id);
+        inotify
+            .watches()
+            .add(&dir, WatchMask::MOVED_TO | WatchMask::CREATE)
+            .map_err(|e| inotify_error("watching", &dir, e))?;
+    }
+    if opts.watch_liveness {
+        for p in pending.iter() {
+            lock::watch_death(p.agent.lock.clone(), sigs.waker().map_err(|e| Error::io("creating a waker", &p.agent.lock, e))?, Arc::clone(&p.dead))?;
+        }
+    }
+    loop {
+        // Check after the watches are in place, so that no arrival is missed.
+        for p in pending.iter_mut().filter(|p| p.done.is_none()) {
+            p.done = read_done(store, &p.task_id);
+        }
+        if pending.iter().all(|p| p.done.is_some()) {
+            return Ok(End::AllDone);
+        }
+        if let Some(i) = pending
+            .iter()
+            .position(|p| p.done.is_none() && p.dead.load(Ordering::SeqCst))
+        {
+            return Ok(End::AgentLost(i));
+        }
+        if let Some(sig) = sigs.take() {
+            return Ok(End::Signal(sig));
+        }
+        let now = Instant::now();
+        if opts.deadline.is_some_and(|d| now >= d) {
+            return Ok(End::Timeout);
+        }
+        let mut timeout = opts.deadline.map(|d| d - now);
+        if let Some(t) = tty.as_deref_mut() {
+            t.status(&status_line(store, pending));
+            timeout = Some(timeout.map_or(Duration::from_secs(1), |d| d.min(Duration::from_secs(1))));
+        }
+        let poll_timeout = match timeout {
+            None => PollTimeout::NONE,
+            // Round up so that the loop does not wake a millisecond early and spin.
+            Some(d) => PollTimeout::try_from(d + Duration::from_micros(999))
+                .unwrap_or(PollTimeout::MAX),
+        };
+        let tty_ready = {
+            let mut fds = vec![
+                PollFd::new(sigs.fd(), PollFlags::POLLIN),
+                PollFd::new(inotify.as_fd(), PollFlags::POLLIN),
+            ];
+            if let Some(t) = tty.as_deref() {
+                fds.push(PollFd::new(t.fd(), PollFlags::POLLIN));
+            }
+            match nix::poll::poll(&mut fds, poll_timeout) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(Error::io("waiting", store.root(), e.into())),
+            }
+            fds.get(2)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty())
+        };
+        sigs.drain();
+        drain_inotify(&mut inotify);
+        if tty_ready {
+            if let Some(t) = tty.as_deref_mut() {
+                for key in t.read_keys() {
+                    match key {
+                        CTRL_C => return Ok(End::CancelKey),
+                        b'd' | b'D' => return Ok(End::Detach),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The task's `done.json`; a malformed one is reported as a failure of the task, never a panic.
+pub fn read_done(store: &Store, task_id: &str) -> Option<Done> {
+    let path = store.task_dir(task_id).join("done.json");
+    match protocol::read_json::<Done>(&path) {
+        Ok(done) => done,
+        Err(e) => Some(Done {
+            error: Some(e.to_string()),
+            ..Done::new(task_id, "?", State::Failed)
+        }),
+    }
+}
+
+/// What a person sees while waiting: agent, state, elapsed, last line of output.
+fn status_line(store: &Store, pending: &[Pending]) -> String {
+    let Some(p) = pending.iter().find(|p| p.done.is_none()) else {
+        return String::new();
+    };
+    let elapsed = time::human(Duration::from_millis(
+        time::now_ms().saturating_sub(p.created_ms),
+    ));
+    let queued = deliver::find_entry(&p.agent.inbox_new, &p.task_id)
+        .ok()
+        .flatten()
+        .is_some();
+    let state = if queued {
+        "queued".to_string()
+    } else {
+        match protocol::read_json::<Status>(&p.agent.status) {
+            Ok(Some(s)) if s.status == AgentState::Blocked => {
+                format!("blocked: {}", s.current_task.unwrap_or_default())
+            }
+            Ok(Some(s)) => s.status.as_str().to_string(),
+            _ => "working".to_string(),
+        }
+    };
+    let more = match pending.iter().filter(|p| p.done.is_none()).count() {
+        1 => String::new(),
+        n => format!(" (+{} more)", n - 1),
+    };
+    let last = store::last_line(&store.task_dir(&p.task_id).join("output"))
+        .map(|l| format!(" │ {l}"))
+        .unwrap_or_default();
+    format!(
+        "baton: @{}{more} {state} {elapsed}{last} │ Ctrl-C cancel · d detach",
+        p.agent.name()
+    )
+}
+
+/// Reads and discards every queued inotify event (the loops re-check files; events only wake).
+pub fn drain_inotify(inotify: &mut Inotify) {
+    let mut buf = [0u8; 4096];
+    while let Ok(events) = inotify.read_events(&mut buf) {
+        if events.count() == 0 {
+            break;
+        }
+    }
+}
