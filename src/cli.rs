@@ -25,7 +25,11 @@ State folder: $BATON_HOME, else $XDG_STATE_HOME/baton, else ~/.local/state/baton
 ";
 
 #[derive(Parser, Debug)]
-#[command(name = "baton", version, about = "Hand a prompt to a persistent agent and hand the answer back.")]
+#[command(
+    name = "baton",
+    version,
+    about = "Hand a prompt to a persistent agent and hand the answer back."
+)]
 #[command(after_help = format!("{AFTER_HELP}\n{EXIT_CODES_HELP}"))]
 struct Cli {
     #[command(subcommand)]
@@ -168,7 +172,18 @@ enum AgentCmd {
 }
 
 const SUBCOMMANDS: [&str; 12] = [
-    "ask", "send", "wait", "result", "cancel", "status", "gc", "edit", "agent", "demo", "help", "completions",
+    "ask",
+    "send",
+    "wait",
+    "result",
+    "cancel",
+    "status",
+    "gc",
+    "edit",
+    "agent",
+    "demo",
+    "help",
+    "completions",
 ];
 
 /// Editor mode: exactly one argument is not a flag, it is the last, and it names an existing
@@ -212,7 +227,11 @@ pub fn run(args: Vec<OsString>) -> Result<Exit> {
     let cli = match Cli::try_parse_from(std::iter::once(OsString::from("baton")).chain(args)) {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { Exit::Usage } else { Exit::Ok };
+            let code = if e.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Ok
+            };
             let _ = e.print();
             return Ok(code);
         }
@@ -223,7 +242,11 @@ pub fn run(args: Vec<OsString>) -> Result<Exit> {
 fn dispatch(cmd: Cmd) -> Result<Exit> {
     match cmd {
         Cmd::Demo => commands::demo::demo(),
-        Cmd::Edit { file, agent, timeout } => editor::run(EditArgs {
+        Cmd::Edit {
+            file,
+            agent,
+            timeout,
+        } => editor::run(EditArgs {
             passthrough: vec![file.clone().into()],
             file,
             agent,
@@ -232,20 +255,51 @@ fn dispatch(cmd: Cmd) -> Result<Exit> {
                 None => env_timeout()?,
             },
         }),
-        Cmd::Ask { agents, prompt, timeout, json, queue, priority } => ask::ask(
+        Cmd::Ask {
+            agents,
+            prompt,
+            timeout,
+            json,
+            queue,
+            priority,
+        } => ask::ask(
             &Store::open()?,
-            ask::AskArgs { agents, prompt, timeout, json, queue, priority },
+            ask::AskArgs {
+                agents,
+                prompt,
+                timeout,
+                json,
+                queue,
+                priority,
+            },
         ),
-        Cmd::Send { agents, prompt, queue, priority, timeout } => {
-            ask::send(&Store::open()?, &agents, prompt.as_deref(), queue, priority, timeout)
-        }
-        Cmd::Wait { tasks: ids, timeout, json } => tasks::wait(&Store::open()?, &ids, timeout, json),
+        Cmd::Send {
+            agents,
+            prompt,
+            queue,
+            priority,
+            timeout,
+        } => ask::send(
+            &Store::open()?,
+            &agents,
+            prompt.as_deref(),
+            queue,
+            priority,
+            timeout,
+        ),
+        Cmd::Wait {
+            tasks: ids,
+            timeout,
+            json,
+        } => tasks::wait(&Store::open()?, &ids, timeout, json),
         Cmd::Result { task, json } => tasks::result(&Store::open()?, &task, json),
         Cmd::Cancel { tasks: ids } => tasks::cancel(&Store::open()?, &ids),
         Cmd::Status { json } => status::status(&Store::open()?, json),
         Cmd::Gc { older_than } => tasks::gc(&Store::open()?, older_than),
         Cmd::Agent { command } => match command {
-            AgentCmd::Run { spec, notify_ready } => agent::run(&Store::open()?, &spec.into(), notify_ready),
+            AgentCmd::Run { spec, notify_ready } => {
+                agent::run(&Store::open()?, &spec.into(), notify_ready)
+            }
             AgentCmd::Start { spec } => agent::start(&Store::open()?, &spec.into()),
             AgentCmd::Stop { name } => agent::stop(&Store::open()?, &name),
             AgentCmd::List => agent::list(&Store::open()?),

@@ -68,7 +68,10 @@ pub fn parse(prompt: &str, is_known: impl Fn(&str) -> bool) -> Option<Directive>
         task.push('\n');
         task.push_str(rest);
     }
-    let task = task.trim_matches(|c| c == '\n' || c == '\r').trim_end().to_string();
+    let task = task
+        .trim_matches(|c| c == '\n' || c == '\r')
+        .trim_end()
+        .to_string();
     Some(Directive {
         agents,
         task: task.trim_start_matches([' ', '\t']).to_string(),
@@ -125,7 +128,15 @@ mod tests {
 
     #[test]
     fn never_panics_on_odd_text() {
-        for t in ["@", "@@", "@ rev", "\u{0}@rev", "@rev\u{2028}x", "@é", "\r\n@rev\r\nx\r\n"] {
+        for t in [
+            "@",
+            "@@",
+            "@ rev",
+            "\u{0}@rev",
+            "@rev\u{2028}x",
+            "@é",
+            "\r\n@rev\r\nx\r\n",
+        ] {
             let _ = parse(t, known);
             let _ = prompt_region(t);
         }

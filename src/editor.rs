@@ -45,7 +45,10 @@ pub fn run(args: EditArgs) -> Result<Exit> {
         return passthrough(&args.passthrough);
     }
     let original = fs::read(&args.file).map_err(|e| {
-        Failure::msg(Exit::Usage, format!("reading the prompt file {}: {e}", args.file.display()))
+        Failure::msg(
+            Exit::Usage,
+            format!("reading the prompt file {}: {e}", args.file.display()),
+        )
     })?;
     let text = String::from_utf8_lossy(&original);
     let prompt = directive::prompt_region(&text);
@@ -70,7 +73,13 @@ pub fn run(args: EditArgs) -> Result<Exit> {
     };
     if task.trim().is_empty() {
         let names: Vec<String> = agents.iter().map(|a| format!("@{}", a.name())).collect();
-        return Err(Failure::msg(Exit::Usage, format!("nothing to send to {}: the prompt is empty", names.join(" "))));
+        return Err(Failure::msg(
+            Exit::Usage,
+            format!(
+                "nothing to send to {}: the prompt is empty",
+                names.join(" ")
+            ),
+        ));
     }
     delegate(&store, &agents, &task, &args)
 }
@@ -102,7 +111,9 @@ fn delegate(store: &Store, agents: &[AgentPaths], task: &str, args: &EditArgs) -
             let _ = read_choice(t, &sigs);
             return Err(failure);
         }
-        let editor = real_editor().map(|e| e[0].clone()).unwrap_or_else(|_| "the editor".into());
+        let editor = real_editor()
+            .map(|e| e[0].clone())
+            .unwrap_or_else(|_| "the editor".into());
         t.say(&format!(
             "baton: {message}\r\n[r] retry   [e] edit the prompt in {editor}   [any other key] back (the prompt is unchanged)"
         ));
@@ -183,14 +194,34 @@ fn read_choice(tty: &mut Tty, sigs: &Signals) -> Option<u8> {
     }
 }
 
-/// The text written into the file: each answer headed by the agent that gave it.
-pub fn format_answers(answers: &[Answer]) -> Vec<u8> {
+/// git's own message and to-do files: there the answer is the content itself (a commit message,
+/// a rebase plan), so a lone answer is written without the line that names its agent.
+fn is_git_file(file: &Path) -> bool {
+    const GIT_FILES: [&str; 7] = [
+        "COMMIT_EDITMSG",
+        "MERGE_MSG",
+        "TAG_EDITMSG",
+        "SQUASH_MSG",
+        "EDIT_DESCRIPTION",
+        "git-rebase-todo",
+        "NOTES_EDITMSG",
+    ];
+    file.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| GIT_FILES.contains(&n))
+}
+
+/// The text written into the file: each answer headed by the agent that gave it (but a lone
+/// answer into one of git's files is written as it is).
+pub fn format_answers(answers: &[Answer], headed: bool) -> Vec<u8> {
     let mut out = Vec::new();
     for (i, a) in answers.iter().enumerate() {
         if i > 0 {
             out.extend_from_slice(b"\n");
         }
-        out.extend_from_slice(format!("@{} replied:\n", a.agent).as_bytes());
+        if headed || answers.len() > 1 {
+            out.extend_from_slice(format!("@{} replied:\n", a.agent).as_bytes());
+        }
         let body = a.answer.trim_ascii_end();
         out.extend_from_slice(body);
         out.push(b'\n');
@@ -201,21 +232,37 @@ pub fn format_answers(answers: &[Answer]) -> Vec<u8> {
 /// Replaces the file's content with the answers, atomically, keeping its permissions.
 fn write_answer(file: &Path, answers: &[Answer]) -> Result<()> {
     let target = fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
-    let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = target
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let ids: Vec<&str> = answers.iter().map(|a| a.task_id.as_str()).collect();
     let fail = |what: String| {
         Failure::msg(
             Exit::Usage,
-            format!("{what}; the prompt is unchanged and the answer is kept: `baton result {}`", ids.join(" ")),
+            format!(
+                "{what}; the prompt is unchanged and the answer is kept: `baton result {}`",
+                ids.join(" ")
+            ),
         )
     };
     let perms = fs::metadata(&target).map(|m| m.permissions()).ok();
     let mut tmp = tempfile::Builder::new()
         .prefix(".baton-")
         .tempfile_in(dir)
-        .map_err(|e| fail(format!("writing the answer next to {}: {e}", target.display())))?;
-    tmp.write_all(&format_answers(answers))
-        .map_err(|e| fail(format!("writing the answer next to {}: {e}", target.display())))?;
+        .map_err(|e| {
+            fail(format!(
+                "writing the answer next to {}: {e}",
+                target.display()
+            ))
+        })?;
+    tmp.write_all(&format_answers(answers, !is_git_file(file)))
+        .map_err(|e| {
+            fail(format!(
+                "writing the answer next to {}: {e}",
+                target.display()
+            ))
+        })?;
     if let Some(p) = perms {
         let _ = fs::set_permissions(tmp.path(), p);
     }
@@ -227,8 +274,14 @@ fn write_answer(file: &Path, answers: &[Answer]) -> Result<()> {
 /// Replaces this process with the real editor on the same arguments (the PID is kept).
 pub fn passthrough(args: &[OsString]) -> Result<Exit> {
     let editor = real_editor()?;
-    let err = Command::new(&editor[0]).args(&editor[1..]).args(args).exec();
-    Err(Failure::msg(Exit::Usage, format!("running the editor {}: {err}", editor[0])))
+    let err = Command::new(&editor[0])
+        .args(&editor[1..])
+        .args(args)
+        .exec();
+    Err(Failure::msg(
+        Exit::Usage,
+        format!("running the editor {}: {err}", editor[0]),
+    ))
 }
 
 fn is_self(path: &Path) -> bool {
@@ -253,7 +306,10 @@ pub fn real_editor() -> Result<Vec<String>> {
         parts[0] = path.to_string_lossy().into_owned();
         Ok(parts)
     };
-    if let Some(v) = std::env::var("BATON_EDITOR").ok().filter(|v| !v.trim().is_empty()) {
+    if let Some(v) = std::env::var("BATON_EDITOR")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
         return checked("BATON_EDITOR", &v);
     }
     if let Some(v) = configured_editor()? {
@@ -266,7 +322,10 @@ pub fn real_editor() -> Result<Vec<String>> {
             }
         }
     }
-    Err(Failure::msg(Exit::Usage, "no editor found: set BATON_EDITOR to your editor, e.g. BATON_EDITOR=vim"))
+    Err(Failure::msg(
+        Exit::Usage,
+        "no editor found: set BATON_EDITOR to your editor, e.g. BATON_EDITOR=vim",
+    ))
 }
 
 /// `editor` from `$BATON_HOME/config.json`, if that file exists.

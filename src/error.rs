@@ -38,15 +38,20 @@ impl Error {
 
 /// Advice for the errnos a user can do something about. Printed after the OS message.
 fn advice(e: &io::Error) -> &'static str {
-    match e.raw_os_error() {
-        Some(nix::libc::ENOSPC) => " (the disk is full: free some space, or run `baton gc`)",
-        Some(nix::libc::EROFS) => {
+    // By kind, not errno: wrappers such as tempfile's keep the kind but not the raw errno.
+    match e.kind() {
+        io::ErrorKind::StorageFull => " (the disk is full: free some space, or run `baton gc`)",
+        io::ErrorKind::ReadOnlyFilesystem => {
             " (the file system is read-only: point BATON_HOME at a writable folder)"
         }
-        Some(nix::libc::EACCES) | Some(nix::libc::EPERM) => {
+        io::ErrorKind::PermissionDenied => {
             " (permission denied: check the folder's owner and mode)"
         }
-        Some(nix::libc::EMFILE) | Some(nix::libc::ENFILE) => {
+        _ if matches!(
+            e.raw_os_error(),
+            Some(nix::libc::EMFILE) | Some(nix::libc::ENFILE)
+        ) =>
+        {
             " (too many open files: raise `ulimit -n`)"
         }
         _ => "",

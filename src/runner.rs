@@ -76,8 +76,14 @@ pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> Result<()> {
     let Some(_lock) = lock::hold(&paths.lock)? else {
         return Err(already_running(&paths));
     };
-    let sigs = Signals::install(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGCHLD])
-        .map_err(|e| Error::io("installing signal handlers for", &paths.dir, e))?;
+    let sigs = Signals::install(&[
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGCHLD,
+    ])
+    .map_err(|e| Error::io("installing signal handlers for", &paths.dir, e))?;
     let log = store::open_append(&paths.log)?;
     let session = session_id(&paths)?;
     let cwd = match &spec.cwd {
@@ -85,7 +91,10 @@ pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> Result<()> {
         None => std::env::current_dir().during("reading the current folder", ".")?,
     };
     if !cwd.is_dir() {
-        return Err(Failure::msg(Exit::Usage, format!("the working folder {} does not exist", cwd.display())));
+        return Err(Failure::msg(
+            Exit::Usage,
+            format!("the working folder {} does not exist", cwd.display()),
+        ));
     }
     let env = agent_env(store, spec, &session)?;
     let config = AgentConfig {
@@ -107,7 +116,13 @@ pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> Result<()> {
                 return Err(Failure::msg(Exit::Usage, "the exec driver needs a command: baton agent run NAME --driver exec -- CMD ARGS..."));
             };
             if which::which(program).is_err() {
-                return Err(Failure::msg(Exit::Usage, format!("cannot find the command {program:?} for agent {}", spec.name)));
+                return Err(Failure::msg(
+                    Exit::Usage,
+                    format!(
+                        "cannot find the command {program:?} for agent {}",
+                        spec.name
+                    ),
+                ));
             }
             Box::new(driver::exec::Exec::new(spec.command.clone(), setup))
         }
@@ -116,7 +131,8 @@ pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> Result<()> {
                 .map_err(|e| Failure::msg(Exit::Usage, e))?,
         ),
     };
-    let inotify = Inotify::init().map_err(|e| wait::inotify_error("watching", &paths.inbox_new, e))?;
+    let inotify =
+        Inotify::init().map_err(|e| wait::inotify_error("watching", &paths.inbox_new, e))?;
     inotify
         .watches()
         .add(&paths.inbox_new, WatchMask::MOVED_TO | WatchMask::CREATE)
@@ -145,7 +161,11 @@ pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> Result<()> {
     };
     runner.recover()?;
     runner.write_status()?;
-    runner.say(&format!("runner started (pid {}, driver {})", std::process::id(), spec.driver.as_str()));
+    runner.say(&format!(
+        "runner started (pid {}, driver {})",
+        std::process::id(),
+        spec.driver.as_str()
+    ));
     if notify_ready {
         // `agent start` waits for this line on our stdout, then our stdout becomes the log.
         let mut out = std::io::stdout();
@@ -196,14 +216,21 @@ fn agent_env(store: &Store, spec: &Spec, session: &str) -> Result<Vec<(OsString,
         env.retain(|(key, _)| *key != k);
         env.push((k, v));
     };
-    for k in BASE_ENV.iter().copied().chain(spec.pass_env.iter().map(String::as_str)) {
+    for k in BASE_ENV
+        .iter()
+        .copied()
+        .chain(spec.pass_env.iter().map(String::as_str))
+    {
         if let Some(v) = std::env::var_os(k) {
             set(k.into(), v);
         }
     }
     for kv in &spec.env {
         let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.is_empty()) else {
-            return Err(Failure::msg(Exit::Usage, format!("--env takes KEY=VALUE, not {kv:?}")));
+            return Err(Failure::msg(
+                Exit::Usage,
+                format!("--env takes KEY=VALUE, not {kv:?}"),
+            ));
         };
         set(k.into(), v.into());
     }
@@ -234,7 +261,9 @@ impl Runner<'_> {
                 "the agent's runner stopped while this task ran; it was not re-run (it may have had effects)",
             );
             if deliver::finish_once(self.store, &done)? {
-                self.say(&format!("task {id}: failed as agent_lost (claimed by a runner that died)"));
+                self.say(&format!(
+                    "task {id}: failed as agent_lost (claimed by a runner that died)"
+                ));
             }
             let _ = fs::remove_file(self.paths.inbox_cur.join(entry));
         }
@@ -274,7 +303,9 @@ impl Runner<'_> {
             ];
             match nix::poll::poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(Error::io("waiting on", &self.paths.inbox_new, e.into()).into()),
+                Err(e) => {
+                    return Err(Error::io("waiting on", &self.paths.inbox_new, e.into()).into())
+                }
             }
             self.sigs.drain();
             wait::drain_inotify(&mut self.inotify);
@@ -293,9 +324,11 @@ impl Runner<'_> {
         let result = match task {
             _ if store::exists(&done_path) => None, // withdrawn or finished already
             Err(why) => Some((State::Failed, None, Some(why))),
-            Ok(_) if store::exists(&dir.join("cancel")) => {
-                Some((cancel_state(&dir), None, Some("cancelled before it started".into())))
-            }
+            Ok(_) if store::exists(&dir.join("cancel")) => Some((
+                cancel_state(&dir),
+                None,
+                Some("cancelled before it started".into()),
+            )),
             Ok(task) => Some(self.execute(&task, &dir)?),
         };
         if let Some((state, exit_code, error)) = result {
@@ -340,7 +373,11 @@ impl Runner<'_> {
             .map_err(|e| wait::inotify_error("watching", dir, e))?;
         let prompt = dir.join("prompt");
         let output = dir.join("output");
-        let ctx = TaskCtx { id, prompt: &prompt, output: &output };
+        let ctx = TaskCtx {
+            id,
+            prompt: &prompt,
+            output: &output,
+        };
         let ended = match self.driver.start(&ctx) {
             Err(why) => (State::Failed, None, Some(why)),
             Ok(()) => self.supervise(task, dir)?,
@@ -349,18 +386,40 @@ impl Runner<'_> {
         Ok(ended)
     }
 
-    fn supervise(&mut self, task: &Task, dir: &Path) -> Result<(State, Option<i32>, Option<String>)> {
+    fn supervise(
+        &mut self,
+        task: &Task,
+        dir: &Path,
+    ) -> Result<(State, Option<i32>, Option<String>)> {
         loop {
             self.sigs.take_one(libc::SIGCHLD);
-            if let Some(Outcome { ok, exit_code, error }) = self.driver.poll() {
+            if let Some(Outcome {
+                ok,
+                exit_code,
+                error,
+            }) = self.driver.poll()
+            {
                 let state = if ok { State::Ok } else { State::Failed };
                 return Ok((state, exit_code, error));
             }
             let stop = if self.stop_requested() {
-                Some((State::Cancelled, "the agent was stopped while running it".to_string()))
+                Some((
+                    State::Cancelled,
+                    "the agent was stopped while running it".to_string(),
+                ))
             } else if store::exists(&dir.join("cancel")) {
                 let state = cancel_state(dir);
-                Some((state, format!("{} at the caller's request", if state == State::Timeout { "timed out" } else { "cancelled" })))
+                Some((
+                    state,
+                    format!(
+                        "{} at the caller's request",
+                        if state == State::Timeout {
+                            "timed out"
+                        } else {
+                            "cancelled"
+                        }
+                    ),
+                ))
             } else if task.deadline_ms.is_some_and(|d| time::now_ms() >= d) {
                 Some((State::Timeout, "its deadline passed".to_string()))
             } else {

@@ -23,7 +23,12 @@ pub fn detached(cmd: &mut Command) -> &mut Command {
 
 /// A command for a driver: a scrubbed environment, the agent's folder, its own process group (so
 /// that cancelling kills the whole task), and SIGKILL when the runner dies.
-pub fn agent_command(program: &str, args: &[String], env: &[(OsString, OsString)], cwd: &Path) -> Command {
+pub fn agent_command(
+    program: &str,
+    args: &[String],
+    env: &[(OsString, OsString)],
+    cwd: &Path,
+) -> Command {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()
@@ -59,7 +64,10 @@ pub fn kill_group(child: &mut Child, sigs: &Signals) {
         if left.is_zero() {
             break;
         }
-        let mut fds = [nix::poll::PollFd::new(sigs.fd(), nix::poll::PollFlags::POLLIN)];
+        let mut fds = [nix::poll::PollFd::new(
+            sigs.fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
         let t = nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::MAX);
         let _ = nix::poll::poll(&mut fds, t);
         sigs.drain();

@@ -50,7 +50,8 @@ impl Store {
     pub fn open_at(root: PathBuf) -> Result<Store> {
         if let Some(parent) = root.parent() {
             if !parent.as_os_str().is_empty() {
-                fs::create_dir_all(parent).during("creating the parent of the state folder", parent)?;
+                fs::create_dir_all(parent)
+                    .during("creating the parent of the state folder", parent)?;
             }
         }
         ensure_dir(&root)?;
@@ -163,8 +164,7 @@ pub fn validate_name(name: &str) -> Result<()> {
     let ok = !b.is_empty()
         && b.len() <= 32
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-');
     if ok {
         Ok(())
@@ -176,7 +176,9 @@ pub fn validate_name(name: &str) -> Result<()> {
 /// Task ids: `<ms since epoch>-<8 hex>`; only `[0-9a-f-]`, so an id can never name a path.
 pub fn validate_task_id(id: &str) -> Result<()> {
     let ok = (3..=40).contains(&id.len())
-        && id.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c) || c == b'-')
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c) || c == b'-')
         && !id.starts_with('-');
     if ok {
         Ok(())
@@ -216,10 +218,12 @@ pub fn random_u64() -> u64 {
     }
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     h.write_u32(std::process::id());
     h.finish()
 }
@@ -272,7 +276,10 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
         .prefix(".tmp-")
         .tempfile_in(dir)
         .during("creating a temp file in", dir)?;
-    tmp.write_all(bytes).during("writing", tmp.path())?;
+    // Through the inner File, whose errors are plain (the wrapper repeats the path).
+    tmp.as_file_mut()
+        .write_all(bytes)
+        .during("writing", tmp.path())?;
     tmp.persist(&target)
         .map_err(|e| Error::io("renaming into place", &target, e.error))?;
     Ok(())
@@ -334,7 +341,17 @@ mod tests {
         for ok in ["a", "planning", "sh1", "a-b_c", "0x", &"a".repeat(32)] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "A", "-a", "_a", "a/b", "a b", "../x", &"a".repeat(33), "é"] {
+        for bad in [
+            "",
+            "A",
+            "-a",
+            "_a",
+            "a/b",
+            "a b",
+            "../x",
+            &"a".repeat(33),
+            "é",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
     }

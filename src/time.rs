@@ -58,7 +58,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => n.checked_mul(60_000),
         "h" => n.checked_mul(3_600_000),
         "d" => n.checked_mul(86_400_000),
-        _ => return Err(format!("invalid duration unit {unit:?} in {s:?}: use ms, s, m, h or d")),
+        _ => {
+            return Err(format!(
+                "invalid duration unit {unit:?} in {s:?}: use ms, s, m, h or d"
+            ))
+        }
     };
     ms.map(Duration::from_millis)
         .ok_or_else(|| format!("duration {s:?} is too large"))

@@ -95,7 +95,12 @@ pub fn wait(
     }
     if opts.watch_liveness {
         for p in pending.iter() {
-            lock::watch_death(p.agent.lock.clone(), sigs.waker().map_err(|e| Error::io("creating a waker", &p.agent.lock, e))?, Arc::clone(&p.dead))?;
+            lock::watch_death(
+                p.agent.lock.clone(),
+                sigs.waker()
+                    .map_err(|e| Error::io("creating a waker", &p.agent.lock, e))?,
+                Arc::clone(&p.dead),
+            )?;
         }
     }
     loop {
@@ -122,13 +127,15 @@ pub fn wait(
         let mut timeout = opts.deadline.map(|d| d - now);
         if let Some(t) = tty.as_deref_mut() {
             t.status(&status_line(store, pending));
-            timeout = Some(timeout.map_or(Duration::from_secs(1), |d| d.min(Duration::from_secs(1))));
+            timeout =
+                Some(timeout.map_or(Duration::from_secs(1), |d| d.min(Duration::from_secs(1))));
         }
         let poll_timeout = match timeout {
             None => PollTimeout::NONE,
             // Round up so that the loop does not wake a millisecond early and spin.
-            Some(d) => PollTimeout::try_from(d + Duration::from_micros(999))
-                .unwrap_or(PollTimeout::MAX),
+            Some(d) => {
+                PollTimeout::try_from(d + Duration::from_micros(999)).unwrap_or(PollTimeout::MAX)
+            }
         };
         let tty_ready = {
             let mut fds = vec![

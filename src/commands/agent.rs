@@ -38,8 +38,13 @@ fn running_pid(paths: &store::AgentPaths) -> Option<u32> {
 pub fn start(store: &Store, spec: &Spec) -> Result<Exit> {
     let paths = store.ensure_agent(&spec.name)?;
     if lock::is_alive(&paths.lock) {
-        let pid = running_pid(&paths).map(|p| p.to_string()).unwrap_or_else(|| "unknown".into());
-        return Err(Failure::msg(Exit::Usage, format!("agent {} is already running, pid {pid}", spec.name)));
+        let pid = running_pid(&paths)
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        return Err(Failure::msg(
+            Exit::Usage,
+            format!("agent {} is already running, pid {pid}", spec.name),
+        ));
     }
     let log = store::open_append(&paths.log)?;
     let cwd = match &spec.cwd {
@@ -50,9 +55,16 @@ pub fn start(store: &Store, spec: &Spec) -> Result<Exit> {
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Failure::msg(Exit::Usage, format!("creating a pipe: {e}")))?;
     let mut cmd = Command::new(exe);
-    cmd.args(["agent", "run", &spec.name, "--notify-ready", "--driver", spec.driver.as_str()])
-        .arg("--cwd")
-        .arg(&cwd);
+    cmd.args([
+        "agent",
+        "run",
+        &spec.name,
+        "--notify-ready",
+        "--driver",
+        spec.driver.as_str(),
+    ])
+    .arg("--cwd")
+    .arg(&cwd);
     for e in &spec.env {
         cmd.arg("--env").arg(e);
     }
@@ -68,12 +80,18 @@ pub fn start(store: &Store, spec: &Spec) -> Result<Exit> {
     spawn::detached(&mut cmd);
     let mut child = cmd.spawn().during("starting the runner for", &paths.dir)?;
     drop(cmd); // closes our copy of the pipe's write end, so the runner's exit reads as EOF
-    let mut fds = [nix::poll::PollFd::new(ready_r.as_fd(), nix::poll::PollFlags::POLLIN)];
-    let timeout = nix::poll::PollTimeout::try_from(START_TIMEOUT).unwrap_or(nix::poll::PollTimeout::MAX);
+    let mut fds = [nix::poll::PollFd::new(
+        ready_r.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let timeout =
+        nix::poll::PollTimeout::try_from(START_TIMEOUT).unwrap_or(nix::poll::PollTimeout::MAX);
     let ready = matches!(nix::poll::poll(&mut fds, timeout), Ok(n) if n > 0);
     let mut line = String::new();
     if ready {
-        let _ = std::fs::File::from(ready_r).take(64).read_to_string(&mut line);
+        let _ = std::fs::File::from(ready_r)
+            .take(64)
+            .read_to_string(&mut line);
     }
     if let Some(pid) = line.strip_prefix("ready ") {
         println!(
@@ -91,7 +109,11 @@ pub fn start(store: &Store, spec: &Spec) -> Result<Exit> {
     let why = if ready || status.is_some_and(|s| !s.success()) {
         format!("agent {} failed to start: {last}", spec.name)
     } else {
-        format!("agent {} did not report ready within {}s: {last}", spec.name, START_TIMEOUT.as_secs())
+        format!(
+            "agent {} did not report ready within {}s: {last}",
+            spec.name,
+            START_TIMEOUT.as_secs()
+        )
     };
     Err(Failure::msg(Exit::Usage, why))
 }
@@ -105,7 +127,10 @@ pub fn stop(store: &Store, name: &str) -> Result<Exit> {
         return Ok(Exit::Ok);
     }
     let Some(pid) = running_pid(&paths) else {
-        return Err(Failure::msg(Exit::AgentLost, format!("agent {name} is running but its pid cannot be found")));
+        return Err(Failure::msg(
+            Exit::AgentLost,
+            format!("agent {name} is running but its pid cannot be found"),
+        ));
     };
     let pid = Pid::from_raw(pid as i32);
     let _ = kill(pid, Signal::SIGTERM);
@@ -115,19 +140,30 @@ pub fn stop(store: &Store, name: &str) -> Result<Exit> {
     }
     let _ = kill(pid, Signal::SIGKILL);
     if lock::wait_free(&paths.lock, Duration::from_secs(2)) {
-        println!("agent {name} killed (it did not stop within {}s of SIGTERM)", STOP_TIMEOUT.as_secs());
+        println!(
+            "agent {name} killed (it did not stop within {}s of SIGTERM)",
+            STOP_TIMEOUT.as_secs()
+        );
         return Ok(Exit::Ok);
     }
-    Err(Failure::msg(Exit::AgentLost, format!("agent {name} (pid {pid}) did not stop")))
+    Err(Failure::msg(
+        Exit::AgentLost,
+        format!("agent {name} (pid {pid}) did not stop"),
+    ))
 }
 
 pub fn list(store: &Store) -> Result<Exit> {
     for name in store.agent_names()? {
         let paths = store.agent_dir(&name);
         let alive = lock::is_alive(&paths.join("lock"));
-        let config: Option<protocol::AgentConfig> = protocol::read_json(&paths.join("agent.json")).ok().flatten();
+        let config: Option<protocol::AgentConfig> = protocol::read_json(&paths.join("agent.json"))
+            .ok()
+            .flatten();
         let driver = config.map(|c| c.driver).unwrap_or_else(|| "?".into());
-        println!("{name}\t{}\t{driver}", if alive { "running" } else { "stopped" });
+        println!(
+            "{name}\t{}\t{driver}",
+            if alive { "running" } else { "stopped" }
+        );
     }
     Ok(Exit::Ok)
 }

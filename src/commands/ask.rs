@@ -21,12 +21,18 @@ pub fn read_prompt(arg: Option<&str>) -> Result<Vec<u8>> {
     let bytes = match arg {
         Some("-") | None => {
             if arg.is_none() && nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
-                return Err(Failure::msg(Exit::Usage, "no prompt: give it as an argument, or `-` to read standard input"));
+                return Err(Failure::msg(
+                    Exit::Usage,
+                    "no prompt: give it as an argument, or `-` to read standard input",
+                ));
             }
             let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .map_err(|e| Failure::msg(Exit::Usage, format!("reading the prompt from standard input: {e}")))?;
+            std::io::stdin().read_to_end(&mut buf).map_err(|e| {
+                Failure::msg(
+                    Exit::Usage,
+                    format!("reading the prompt from standard input: {e}"),
+                )
+            })?;
             buf
         }
         Some(text) => text.as_bytes().to_vec(),
@@ -78,7 +84,14 @@ pub fn ask(store: &Store, args: AskArgs) -> Result<Exit> {
     super::print_answers(&answers, args.json)
 }
 
-pub fn send(store: &Store, agents: &str, prompt: Option<&str>, queue: bool, priority: u8, timeout: Option<Duration>) -> Result<Exit> {
+pub fn send(
+    store: &Store,
+    agents: &str,
+    prompt: Option<&str>,
+    queue: bool,
+    priority: u8,
+    timeout: Option<Duration>,
+) -> Result<Exit> {
     let names = split_agents(agents)?;
     let agents = super::resolve_agents(store, &names)?;
     if !queue {

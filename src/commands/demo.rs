@@ -18,7 +18,12 @@ fn baton(home: &Path, args: &[&str]) -> Result<Output> {
         .env_remove("BATON_EDITOR")
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|e| Failure::msg(Exit::Usage, format!("running baton {}: {e}", args.join(" "))))
+        .map_err(|e| {
+            Failure::msg(
+                Exit::Usage,
+                format!("running baton {}: {e}", args.join(" ")),
+            )
+        })
 }
 
 fn step(home: &Path, title: &str, args: &[&str]) -> Result<String> {
@@ -29,7 +34,10 @@ fn step(home: &Path, title: &str, args: &[&str]) -> Result<String> {
     if !out.status.success() {
         return Err(Failure::msg(
             Exit::AgentLost,
-            format!("demo step \"{title}\" failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            format!(
+                "demo step \"{title}\" failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
         ));
     }
     Ok(stdout)
@@ -50,16 +58,28 @@ pub fn demo() -> Result<Exit> {
         .map_err(|e| Failure::msg(Exit::Usage, format!("creating a temp folder: {e}")))?;
     let home = dir.path().join("state");
     let prompt = dir.path().join("claude-prompt.md");
-    println!("baton demo: a throw-away state folder at {}\n", home.display());
+    println!(
+        "baton demo: a throw-away state folder at {}\n",
+        home.display()
+    );
     let result = (|| -> Result<()> {
         step(&home, "start", &["agent", "start", "demo"])?;
         println!();
-        std::fs::write(&prompt, "@demo echo \"hello from agent $BATON_AGENT\"; echo \"2 + 3 = $((2 + 3))\"")
-            .map_err(|e| Failure::msg(Exit::Usage, format!("writing {}: {e}", prompt.display())))?;
-        show("the prompt file before (what Claude Code hands its editor on Ctrl-G)", &prompt);
+        std::fs::write(
+            &prompt,
+            "@demo echo \"hello from agent $BATON_AGENT\"; echo \"2 + 3 = $((2 + 3))\"",
+        )
+        .map_err(|e| Failure::msg(Exit::Usage, format!("writing {}: {e}", prompt.display())))?;
+        show(
+            "the prompt file before (what Claude Code hands its editor on Ctrl-G)",
+            &prompt,
+        );
         let p = prompt.to_string_lossy().into_owned();
         step(&home, "editor mode", &[&p])?;
-        show("the prompt file after (what appears in Claude Code's prompt box)", &prompt);
+        show(
+            "the prompt file after (what appears in Claude Code's prompt box)",
+            &prompt,
+        );
         println!();
         step(&home, "status", &["status"])?;
         println!();

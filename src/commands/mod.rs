@@ -83,7 +83,10 @@ pub fn deliver_all(store: &Store, agents: &[AgentPaths], req: &Request) -> Resul
                 for (d, owner) in delivered.iter().zip(agents) {
                     let _ = deliver::withdraw_or_cancel(store, owner, &d.task_id, State::Cancelled);
                 }
-                return Err(Failure::new(Exit::Usage, anyhow::Error::new(e).context(format!("delivering the task to {}", a.name()))));
+                return Err(Failure::new(
+                    Exit::Usage,
+                    anyhow::Error::new(e).context(format!("delivering the task to {}", a.name())),
+                ));
             }
         }
     }
@@ -138,14 +141,20 @@ pub fn await_answers(
             .map(|p| Answer {
                 agent: p.agent.name().to_string(),
                 task_id: p.task_id.clone(),
-                done: p.done.clone().unwrap_or_else(|| Done::new(&p.task_id, p.agent.name(), State::Failed)),
+                done: p
+                    .done
+                    .clone()
+                    .unwrap_or_else(|| Done::new(&p.task_id, p.agent.name(), State::Failed)),
                 answer: read_answer(store, &p.task_id),
                 created_ms: p.created_ms,
             })
             .collect()),
         End::Signal(sig) => {
             stop_rest(State::Cancelled);
-            Err(Failure::msg(Exit::Cancelled, format!("cancelled by {}", signals::name(sig))))
+            Err(Failure::msg(
+                Exit::Cancelled,
+                format!("cancelled by {}", signals::name(sig)),
+            ))
         }
         End::CancelKey => {
             stop_rest(State::Cancelled);
@@ -153,11 +162,17 @@ pub fn await_answers(
         }
         End::Detach => Err(Failure::msg(
             Exit::Cancelled,
-            format!("detached; the task keeps running: `baton wait {0}` or `baton result {0}`", ids()),
+            format!(
+                "detached; the task keeps running: `baton wait {0}` or `baton result {0}`",
+                ids()
+            ),
         )),
         End::Timeout => {
             stop_rest(State::Timeout);
-            Err(Failure::msg(Exit::Timeout, format!("timed out waiting for {}", waiting_on(pending))))
+            Err(Failure::msg(
+                Exit::Timeout,
+                format!("timed out waiting for {}", waiting_on(pending)),
+            ))
         }
         End::AgentLost(i) => {
             let p = &pending[i];
@@ -251,7 +266,11 @@ pub fn print_answers(answers: &[Answer], json: bool) -> Result<Exit> {
             a.agent,
             a.task_id,
             a.done.state.as_str(),
-            a.done.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+            a.done
+                .error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
         );
     }
     Ok(answers_exit(answers))
@@ -280,5 +299,7 @@ pub fn describe_stop(s: &Stopped) -> &'static str {
 }
 
 pub fn elapsed_since(ms: u64) -> String {
-    time::human(std::time::Duration::from_millis(time::now_ms().saturating_sub(ms)))
+    time::human(std::time::Duration::from_millis(
+        time::now_ms().saturating_sub(ms),
+    ))
 }

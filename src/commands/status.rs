@@ -5,9 +5,9 @@ use serde_json::json;
 
 use crate::deliver;
 use crate::exit::{Exit, Result};
+use crate::lock;
 use crate::protocol::{self, AgentState, Status};
 use crate::store::Store;
-use crate::lock;
 
 struct Row {
     name: String,
@@ -43,7 +43,9 @@ fn row(store: &Store, name: &str) -> Row {
         state,
         pid: s.filter(|_| alive).map(|s| s.pid),
         driver: s.map(|s| s.driver.clone()).unwrap_or_else(|| "?".into()),
-        queued: paths.map(|p| deliver::queue_depth(&p.inbox_new)).unwrap_or(0),
+        queued: paths
+            .map(|p| deliver::queue_depth(&p.inbox_new))
+            .unwrap_or(0),
         done: s.map(|s| s.tasks_done),
         current: s.filter(|_| alive).and_then(|s| s.current_task.clone()),
         last_active: s.map(|s| s.last_active.clone()),
@@ -71,7 +73,10 @@ pub fn status(store: &Store, json_out: bool) -> Result<Exit> {
         println!("no agents yet: start one with `baton agent start NAME`");
         return Ok(Exit::Ok);
     }
-    println!("{:<16} {:<10} {:>8} {:<6} {:>6} {:>6}  CURRENT", "AGENT", "STATE", "PID", "DRIVER", "QUEUED", "DONE");
+    println!(
+        "{:<16} {:<10} {:>8} {:<6} {:>6} {:>6}  CURRENT",
+        "AGENT", "STATE", "PID", "DRIVER", "QUEUED", "DONE"
+    );
     for r in &rows {
         println!(
             "{:<16} {:<10} {:>8} {:<6} {:>6} {:>6}  {}",

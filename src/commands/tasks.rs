@@ -15,9 +15,15 @@ fn load(store: &Store, id: &str) -> Result<(Task, AgentPaths)> {
     let path = store.task_dir(id).join("task.json");
     let task: Task = protocol::read_json(&path)?
         .ok_or_else(|| Failure::msg(Exit::Usage, format!("no such task: {id}")))?;
-    let agent = store
-        .agent(&task.agent)?
-        .ok_or_else(|| Failure::msg(Exit::Usage, format!("task {id} names agent {:?}, which has no folder", task.agent)))?;
+    let agent = store.agent(&task.agent)?.ok_or_else(|| {
+        Failure::msg(
+            Exit::Usage,
+            format!(
+                "task {id} names agent {:?}, which has no folder",
+                task.agent
+            ),
+        )
+    })?;
     Ok((task, agent))
 }
 

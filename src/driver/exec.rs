@@ -44,7 +44,9 @@ impl Driver for Exec {
             .stdin(Stdio::from(stdin))
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(stderr));
-        let child = cmd.spawn().map_err(|e| format!("cannot run {program}: {e}"))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot run {program}: {e}"))?;
         self.child = Some(child);
         Ok(())
     }

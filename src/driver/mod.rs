@@ -58,7 +58,10 @@ pub fn outcome(status: std::process::ExitStatus, what: &str) -> Outcome {
     } else if let Some(sig) = status.signal() {
         Some(format!("{what} was killed by signal {sig}"))
     } else {
-        Some(format!("{what} exited with status {}", status.code().unwrap_or(-1)))
+        Some(format!(
+            "{what} exited with status {}",
+            status.code().unwrap_or(-1)
+        ))
     };
     Outcome {
         ok: status.success(),

@@ -50,7 +50,11 @@ impl Shell {
     /// Starts the shell at once, so that a bad shell command fails at `agent start`.
     pub fn new(program: Vec<String>, setup: Setup) -> Result<Shell, String> {
         let mut shell = Shell {
-            program: if program.is_empty() { default_program() } else { program },
+            program: if program.is_empty() {
+                default_program()
+            } else {
+                program
+            },
             setup,
             proc: None,
             nonce: None,
@@ -122,7 +126,11 @@ impl Proc {
 
 impl Driver for Shell {
     fn start(&mut self, task: &TaskCtx) -> Result<(), String> {
-        let nonce = format!("baton-done-{:016x}{:016x}", store::random_u64(), store::random_u64());
+        let nonce = format!(
+            "baton-done-{:016x}{:016x}",
+            store::random_u64(),
+            store::random_u64()
+        );
         let (id, prompt, output) = (
             task.id,
             quote(&task.prompt.to_string_lossy()),
@@ -153,7 +161,8 @@ impl Driver for Shell {
             return Some(Outcome {
                 ok: code == 0,
                 exit_code: Some(code),
-                error: (code != 0).then(|| format!("the task's last command exited with status {code}")),
+                error: (code != 0)
+                    .then(|| format!("the task's last command exited with status {code}")),
             });
         }
         let exited = matches!(proc.child.try_wait(), Ok(Some(_)));

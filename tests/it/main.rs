@@ -1,0 +1,12 @@
+//! The integration suite: the real `baton` binary, real processes, signals, tmux and git, each
+//! test in its own temp state folder with a hard timeout.
+
+#![allow(clippy::unwrap_used)]
+
+mod util;
+
+mod core;
+mod editor;
+mod faults;
+mod protocol;
+mod tty;

@@ -1,0 +1,237 @@
+//! The terminal path, under a real pseudo-terminal (tmux): keys read by baton, Ctrl-C as a byte,
+//! the status line, retry / edit / back, and the terminal restored exactly with no typed key left.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::*;
+
+struct Tmux {
+    sock: PathBuf,
+}
+
+impl Tmux {
+    /// Starts a detached tmux server on a private socket, running `script` in its one pane.
+    fn start(env: &Env, script: &Path) -> Tmux {
+        let tmux = Tmux {
+            sock: env.path("tmux.sock"),
+        };
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            "150",
+            "-y",
+            "30",
+            &format!("sh {}", script.display()),
+        ]);
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new("tmux");
+        scrub(&mut cmd);
+        let out = cmd
+            .arg("-S")
+            .arg(&self.sock)
+            .args(args)
+            .output()
+            .expect("running tmux");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "t"])
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    #[track_caller]
+    fn wait_for_screen(&self, text: &str) {
+        let mut last = String::new();
+        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_until(&format!("the screen shows {text:?}"), secs(10), || {
+                last = self.screen();
+                last.contains(text)
+            })
+        }));
+        if found.is_err() {
+            panic!("the screen never showed {text:?}; it shows:\n{last}");
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.sock)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+/// A pane script: record the terminal settings, run baton on the prompt, record its exit code,
+/// the settings again and whatever input is left unread, then wait.
+fn pane_script(env: &Env, file: &Path, extra_env: &str) -> PathBuf {
+    let d = env.dir.path().display();
+    env.script(
+        "pane.sh",
+        &format!(
+            "export BATON_HOME='{home}' {extra_env}\nunset BATON_AGENT VISUAL EDITOR TMUX\ncd '{d}'\nstty -g > before\n'{bin}' '{file}'\necho $? > rc.tmp\nstty -g > after\nstty -icanon min 0 time 0\ndd bs=1 count=100 2>/dev/null > leftover\nmv rc.tmp rc\nread _\n",
+            home = env.home.display(),
+            bin = BIN,
+            file = file.display(),
+        ),
+    )
+}
+
+fn finished(env: &Env) -> i32 {
+    wait_until("baton has exited in the pane", secs(15), || {
+        env.path("rc").exists()
+    });
+    fs::read_to_string(env.path("rc"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn assert_terminal_restored(env: &Env) {
+    let before = fs::read_to_string(env.path("before")).unwrap();
+    let after = fs::read_to_string(env.path("after")).unwrap();
+    assert_eq!(before, after, "stty -g before and after");
+    assert_eq!(
+        fs::read(env.path("leftover")).unwrap(),
+        b"",
+        "no typed key survives baton"
+    );
+}
+
+#[test]
+fn ctrl_c_is_read_as_a_key_cancels_and_restores_the_terminal() {
+    let env = Env::new();
+    let gated = env.gated_agent();
+    let args: Vec<&str> = gated.iter().map(String::as_str).collect();
+    env.start("g", &args);
+    let text = "@g a prompt\nthat must survive";
+    let file = env.path("prompt.md");
+    fs::write(&file, text).unwrap();
+    let tmux = Tmux::start(&env, &pane_script(&env, &file, ""));
+    wait_until("the agent has the task", secs(10), || {
+        env.started_count() == 1
+    });
+    tmux.wait_for_screen("baton: @g working");
+    tmux.wait_for_screen("Ctrl-C cancel");
+    tmux.keys(&["abc", "Enter", "C-c"]);
+    assert_eq!(finished(&env), 4);
+    assert_terminal_restored(&env);
+    assert_eq!(fs::read_to_string(&file).unwrap(), text);
+    let id = env.task_ids().pop().unwrap();
+    wait_until("the runner records the cancellation", secs(10), || {
+        env.task_dir(&id).join("done.json").exists()
+    });
+    assert_eq!(env.done_json(&id)["state"], "cancelled");
+}
+
+#[test]
+fn success_on_a_terminal_writes_the_answer_and_restores_the_terminal() {
+    let env = Env::new();
+    let gated = env.gated_agent();
+    let args: Vec<&str> = gated.iter().map(String::as_str).collect();
+    env.start("g", &args);
+    let file = env.path("prompt.md");
+    fs::write(&file, "@g echo me").unwrap();
+    let tmux = Tmux::start(&env, &pane_script(&env, &file, ""));
+    tmux.wait_for_screen("baton: @g working");
+    tmux.keys(&["x", "y"]);
+    env.open_gate();
+    assert_eq!(finished(&env), 0);
+    assert_terminal_restored(&env);
+    assert_eq!(fs::read_to_string(&file).unwrap(), "@g replied:\necho me\n");
+}
+
+#[test]
+fn failure_on_a_terminal_offers_retry_and_retry_works() {
+    let env = Env::new();
+    // Fails the first time, answers the second.
+    let flaky = env.script(
+        "flaky.sh",
+        &format!("#!/bin/sh\nif [ -e '{0}/tried' ]; then tr a-z A-Z; else touch '{0}/tried'; echo 'first try fails' >&2; exit 9; fi\n", env.dir.path().display()),
+    );
+    env.start(
+        "flaky",
+        &["--driver", "exec", "--", &flaky.display().to_string()],
+    );
+    let file = env.path("prompt.md");
+    fs::write(&file, "@flaky again").unwrap();
+    let tmux = Tmux::start(&env, &pane_script(&env, &file, ""));
+    tmux.wait_for_screen("[r] retry");
+    assert!(
+        tmux.screen().contains("status 9"),
+        "the reason is on the screen:\n{}",
+        tmux.screen()
+    );
+    assert!(!env.path("rc").exists(), "baton waits for a choice");
+    tmux.keys(&["r"]);
+    assert_eq!(finished(&env), 0);
+    assert_terminal_restored(&env);
+    assert_eq!(
+        fs::read_to_string(&file).unwrap(),
+        "@flaky replied:\nAGAIN\n"
+    );
+}
+
+#[test]
+fn failure_on_a_terminal_then_back_leaves_the_file_and_exits_with_the_code() {
+    let env = Env::new();
+    env.start("bad", &["--driver", "exec", "--", "false"]);
+    let file = env.path("prompt.md");
+    fs::write(&file, "@bad nope").unwrap();
+    let tmux = Tmux::start(&env, &pane_script(&env, &file, ""));
+    tmux.wait_for_screen("[any other key] back");
+    tmux.keys(&["q"]);
+    assert_eq!(finished(&env), 1);
+    assert_terminal_restored(&env);
+    assert_eq!(fs::read_to_string(&file).unwrap(), "@bad nope");
+}
+
+#[test]
+fn failure_on_a_terminal_then_edit_opens_the_real_editor_in_the_same_process() {
+    let env = Env::new();
+    env.start("bad", &["--driver", "exec", "--", "false"]);
+    let file = env.path("prompt.md");
+    fs::write(&file, "@bad nope").unwrap();
+    let editor = env.script(
+        "editor.sh",
+        &format!(
+            "#!/bin/sh\necho \"$@\" > '{}/edited'\n",
+            env.dir.path().display()
+        ),
+    );
+    let tmux = Tmux::start(
+        &env,
+        &pane_script(&env, &file, &format!("BATON_EDITOR='{}'", editor.display())),
+    );
+    tmux.wait_for_screen("[e] edit the prompt");
+    tmux.keys(&["e"]);
+    assert_eq!(finished(&env), 0, "the editor's exit status");
+    assert_eq!(
+        fs::read_to_string(env.path("edited")).unwrap().trim(),
+        file.display().to_string()
+    );
+    assert_terminal_restored(&env);
+    assert_eq!(fs::read_to_string(&file).unwrap(), "@bad nope");
+}

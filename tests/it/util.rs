@@ -1,0 +1,398 @@
+//! The test harness: each test gets its own temp `BATON_HOME`, runs the real binary with a
+//! scrubbed environment and a hard timeout, and on failure prints the command, its folder, the
+//! state folder's listing, the status and both streams. `Drop` stops every runner the test
+//! started, so no process outlives its test.
+
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_baton");
+/// The hard limit for any one command in the suite.
+pub const HARD_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct Out {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_bytes: Vec<u8>,
+    pub elapsed: Duration,
+    pub context: String,
+}
+
+impl Out {
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+
+    /// Panics with the whole story unless the exit code is `code`.
+    #[track_caller]
+    pub fn expect(self, code: i32) -> Out {
+        if self.code() != code {
+            panic!(
+                "expected exit {code}, got {}\n{}",
+                self.code(),
+                self.context
+            );
+        }
+        self
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Out {
+        self.expect(0)
+    }
+}
+
+/// Removes the variables that change baton's behaviour.
+pub fn scrub(cmd: &mut Command) -> &mut Command {
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if k.starts_with("BATON_")
+            || ["EDITOR", "VISUAL", "TMUX", "TMUX_PANE", "XDG_STATE_HOME"].contains(&k.as_str())
+        {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("baton-test-")
+            .tempdir()
+            .expect("temp dir");
+        let home = dir.path().join("state");
+        Env { dir, home }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `baton ARGS` with this test's state folder, in the temp folder.
+    pub fn cmd<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new(BIN);
+        scrub(&mut cmd);
+        cmd.args(args)
+            .env("BATON_HOME", &self.home)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run<I, S>(&self, args: I) -> Out
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.output(self.cmd(args), None)
+    }
+
+    pub fn run_stdin<I, S>(&self, args: I, input: &[u8]) -> Out
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.output(self.cmd(args), Some(input.to_vec()))
+    }
+
+    /// Runs `cmd` to completion within the hard timeout.
+    pub fn output(&self, mut cmd: Command, input: Option<Vec<u8>>) -> Out {
+        let context_cmd = format!("{cmd:?}");
+        if input.is_some() {
+            cmd.stdin(Stdio::piped());
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let started = Instant::now();
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {context_cmd}: {e}"));
+        let out = finish(child, input, HARD_TIMEOUT).unwrap_or_else(|| {
+            panic!(
+                "timed out after {HARD_TIMEOUT:?}: {context_cmd}\n{}",
+                self.listing()
+            )
+        });
+        let (status, stdout_bytes, stderr) = out;
+        let stdout = String::from_utf8_lossy(&stdout_bytes).into_owned();
+        let stderr = String::from_utf8_lossy(&stderr).into_owned();
+        let context = format!(
+            "command: {context_cmd}\ncwd: {}\nstatus: {status}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n--- state folder ---\n{}",
+            self.dir.path().display(),
+            self.listing()
+        );
+        Out {
+            status,
+            stdout,
+            stderr,
+            stdout_bytes,
+            elapsed: started.elapsed(),
+            context,
+        }
+    }
+
+    /// Every path under the state folder, for failure messages.
+    pub fn listing(&self) -> String {
+        let mut out = String::new();
+        fn walk(dir: &Path, out: &mut String, depth: usize) {
+            let Ok(rd) = fs::read_dir(dir) else { return };
+            let mut entries: Vec<_> = rd.filter_map(|e| e.ok()).collect();
+            entries.sort_by_key(|e| e.file_name());
+            for e in entries {
+                out.push_str(&format!(
+                    "{}{}\n",
+                    "  ".repeat(depth),
+                    e.file_name().to_string_lossy()
+                ));
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) && depth < 6 {
+                    walk(&e.path(), out, depth + 1);
+                }
+            }
+        }
+        walk(&self.home, &mut out, 0);
+        out
+    }
+
+    /// Starts an agent with `baton agent start NAME ARGS`.
+    pub fn start(&self, name: &str, args: &[&str]) {
+        let mut all = vec!["agent", "start", name];
+        all.extend_from_slice(args);
+        self.run(all).ok();
+    }
+
+    pub fn agent_dir(&self, name: &str) -> PathBuf {
+        self.home.join("agents").join(name)
+    }
+
+    pub fn task_dir(&self, id: &str) -> PathBuf {
+        self.home.join("tasks").join(id)
+    }
+
+    /// The runner's pid, from status.json.
+    pub fn runner_pid(&self, name: &str) -> i32 {
+        let status = fs::read(self.agent_dir(name).join("status.json")).expect("status.json");
+        let v: serde_json::Value = serde_json::from_slice(&status).expect("status.json is JSON");
+        v["pid"].as_i64().expect("pid") as i32
+    }
+
+    pub fn status_json(&self, name: &str) -> serde_json::Value {
+        let status = fs::read(self.agent_dir(name).join("status.json")).expect("status.json");
+        serde_json::from_slice(&status).expect("status.json is JSON")
+    }
+
+    pub fn done_json(&self, id: &str) -> serde_json::Value {
+        let done = fs::read(self.task_dir(id).join("done.json")).expect("done.json");
+        serde_json::from_slice(&done).expect("done.json is JSON")
+    }
+
+    /// The entries of an agent's inbox sub-folder (`new`, `cur`, `tmp`).
+    pub fn inbox(&self, name: &str, sub: &str) -> Vec<String> {
+        fs::read_dir(self.agent_dir(name).join("inbox").join(sub))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Writes an executable script into the temp folder and returns its path.
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.path(name);
+        fs::write(&path, body).expect("writing script");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    }
+
+    /// A gate: an exec agent command that records each task it starts, then blocks until the
+    /// test opens the gate, then answers `cat` of its prompt. Returns the agent's arguments.
+    pub fn gated_agent(&self) -> Vec<String> {
+        let gate = self.path("gate");
+        let _ = nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600));
+        let script = self.script(
+            "gated.sh",
+            &format!(
+                "#!/bin/sh\necho \"$BATON_TASK_ID\" >> '{started}'\nread _ < '{gate}'\ncat\n",
+                started = self.path("started").display(),
+                gate = gate.display()
+            ),
+        );
+        vec![
+            "--driver".into(),
+            "exec".into(),
+            "--".into(),
+            script.display().to_string(),
+        ]
+    }
+
+    /// How many tasks the gated agent has started.
+    pub fn started_count(&self) -> usize {
+        fs::read_to_string(self.path("started"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// Lets one waiting gated task through.
+    pub fn open_gate(&self) {
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(self.path("gate"))
+            .expect("opening the gate");
+        f.write_all(b"go\n").expect("writing the gate");
+    }
+
+    /// The ids of all tasks in the state folder.
+    pub fn task_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = fs::read_dir(self.home.join("tasks"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Stop every runner this test started: SIGKILL via the lock holder's pid, found through
+        // status.json (the runner's children die with it by PDEATHSIG).
+        let Ok(rd) = fs::read_dir(self.home.join("agents")) else {
+            return;
+        };
+        for e in rd.filter_map(|e| e.ok()) {
+            let status = e.path().join("status.json");
+            let Ok(bytes) = fs::read(&status) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                continue;
+            };
+            if let Some(pid) = v["pid"].as_i64() {
+                let lock = e.path().join("lock");
+                if runner_alive(&lock) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// True if a runner holds the lock (a non-blocking shared lock fails).
+pub fn runner_alive(lock: &Path) -> bool {
+    let Ok(f) = fs::File::open(lock) else {
+        return false;
+    };
+    matches!(
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockSharedNonblock),
+        Err((_, nix::errno::Errno::EWOULDBLOCK))
+    )
+}
+
+/// Waits for `child` at most `limit`, collecting its output. `None` (after killing it) on timeout.
+pub fn finish(
+    mut child: Child,
+    input: Option<Vec<u8>>,
+    limit: Duration,
+) -> Option<(ExitStatus, Vec<u8>, Vec<u8>)> {
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&input);
+        });
+    }
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let out_t = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        if let Some(s) = stdout.as_mut() {
+            let _ = s.read_to_end(&mut b);
+        }
+        b
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.read_to_end(&mut b);
+        }
+        b
+    });
+    let status = wait_child(&mut child, limit)?;
+    Some((
+        status,
+        out_t.join().unwrap_or_default(),
+        err_t.join().unwrap_or_default(),
+    ))
+}
+
+/// Waits for a child's exit at most `limit`; kills it and returns `None` on timeout. Event
+/// driven: a thread blocks in `waitid(WNOWAIT)` and the caller waits on a channel.
+pub fn wait_child(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let r = nix::sys::wait::waitid(
+            nix::sys::wait::Id::Pid(pid),
+            nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
+        );
+        let _ = tx.send(r.is_ok());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(_) => child.wait().ok(),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            None
+        }
+    }
+}
+
+/// The one bounded wait of the suite: checks `cond` until it holds or `limit` passes, and
+/// panics naming the condition. For conditions with no event to wait on (another process's
+/// state); it backs off from 1 ms to 20 ms between checks.
+#[track_caller]
+pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    while !cond() {
+        if start.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting until {what}");
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// Sends a signal to a process.
+pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).expect("kill");
+}
