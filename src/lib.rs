@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod control;
 pub mod deliver;
 pub mod directive;
 pub mod driver;

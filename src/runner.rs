@@ -20,6 +20,7 @@ use inotify::{Inotify, WatchMask};
 use nix::libc;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
+use crate::control::{self, Incoming, Reply, Request};
 use crate::driver::{self, Driver, Outcome, Setup, TaskCtx};
 use crate::error::{Error, IoContext};
 use crate::exit::{Exit, Failure, Result};
@@ -68,6 +69,9 @@ struct Runner<'a> {
     echo: bool,
     stopping: bool,
     started_ms: u64,
+    control: control::Server,
+    /// Set when a control request asks to cancel the task in flight.
+    cancel_current: bool,
 }
 
 /// Runs the agent in the foreground until a stop signal. `ready` is told once the lock is held.
@@ -76,6 +80,7 @@ pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> Result<()> {
     let Some(_lock) = lock::hold(&paths.lock)? else {
         return Err(already_running(&paths));
     };
+    let control = control::Server::bind(&control::socket_path(&paths.dir))?;
     let sigs = Signals::install(&[
         libc::SIGTERM,
         libc::SIGINT,
@@ -158,6 +163,8 @@ pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> Result<()> {
         echo: !notify_ready,
         stopping: false,
         started_ms: 0,
+        control,
+        cancel_current: false,
     };
     runner.recover()?;
     runner.write_status()?;
@@ -300,6 +307,7 @@ impl Runner<'_> {
             let mut fds = [
                 PollFd::new(self.sigs.fd(), PollFlags::POLLIN),
                 PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.control.fd(), PollFlags::POLLIN),
             ];
             match nix::poll::poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -309,6 +317,40 @@ impl Runner<'_> {
             }
             self.sigs.drain();
             wait::drain_inotify(&mut self.inotify);
+            self.serve_control();
+        }
+    }
+
+    /// Answers every pending control request.
+    fn serve_control(&mut self) {
+        for incoming in self.control.accept() {
+            let reply = self.control_reply(&incoming);
+            incoming.reply(&reply);
+        }
+    }
+
+    fn control_reply(&mut self, incoming: &Incoming) -> Reply {
+        match &incoming.request {
+            Err(message) => Reply::Error {
+                message: message.clone(),
+            },
+            Ok(Request::Ping) => Reply::Pong {
+                status: self.status.clone(),
+            },
+            Ok(Request::Cancel { task }) if self.status.current_task.as_deref() == Some(task) => {
+                self.cancel_current = true;
+                Reply::Cancelling { task: task.clone() }
+            }
+            Ok(Request::Cancel { task }) => {
+                let queued = store::validate_task_id(task).is_ok()
+                    && deliver::withdraw_or_cancel(self.store, &self.paths, task, State::Cancelled)
+                        .is_ok_and(|s| s == deliver::Stopped::Withdrawn);
+                if queued {
+                    Reply::Cancelling { task: task.clone() }
+                } else {
+                    Reply::NotRunning { task: task.clone() }
+                }
+            }
         }
     }
 
@@ -366,6 +408,7 @@ impl Runner<'_> {
         self.status.current_task = Some(id.to_string());
         self.write_status()?;
         self.say(&format!("task {id}: started"));
+        self.cancel_current = false;
         let wd = self
             .inotify
             .watches()
@@ -407,6 +450,11 @@ impl Runner<'_> {
                     State::Cancelled,
                     "the agent was stopped while running it".to_string(),
                 ))
+            } else if std::mem::take(&mut self.cancel_current) {
+                Some((
+                    State::Cancelled,
+                    "cancelled through the control socket".to_string(),
+                ))
             } else if store::exists(&dir.join("cancel")) {
                 let state = cancel_state(dir);
                 Some((
@@ -440,6 +488,7 @@ impl Runner<'_> {
                 let mut fds = vec![
                     PollFd::new(self.sigs.fd(), PollFlags::POLLIN),
                     PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.control.fd(), PollFlags::POLLIN),
                 ];
                 if let Some(fd) = self.driver.fd() {
                     fds.push(PollFd::new(fd, PollFlags::POLLIN));
@@ -451,6 +500,7 @@ impl Runner<'_> {
             }
             self.sigs.drain();
             wait::drain_inotify(&mut self.inotify);
+            self.serve_control();
         }
     }
 }

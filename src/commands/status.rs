@@ -3,6 +3,7 @@
 
 use serde_json::json;
 
+use crate::control::{self, Reply, Request, Unreachable};
 use crate::deliver;
 use crate::exit::{Exit, Result};
 use crate::lock;
@@ -25,11 +26,13 @@ fn row(store: &Store, name: &str) -> Row {
     let paths = store.agent(name).ok().flatten();
     let dir = store.agent_dir(name);
     let alive = lock::is_alive(&dir.join("lock"));
-    let (status, problem) = match protocol::read_json::<Status>(&dir.join("status.json")) {
+    let (status, mut problem) = match protocol::read_json::<Status>(&dir.join("status.json")) {
         Ok(s) => (s, None),
         Err(e) => (None, Some(e.to_string())),
     };
+    let wedged = alive && wedged(&dir, &mut problem);
     let state = match (&status, alive) {
+        _ if wedged => "wedged".into(),
         (Some(s), true) => s.status.as_str().to_string(),
         (None, true) => "running".into(),
         (Some(s), false) if matches!(s.status, AgentState::Working | AgentState::Blocked) => {
@@ -51,6 +54,23 @@ fn row(store: &Store, name: &str) -> Row {
         last_active: s.map(|s| s.last_active.clone()),
         problem,
     }
+}
+
+/// A live runner that has a control socket but does not answer `ping` is wedged. (An agent
+/// written by hand may have no socket at all; that is not a problem.)
+fn wedged(dir: &std::path::Path, problem: &mut Option<String>) -> bool {
+    let sock = control::socket_path(dir);
+    if !crate::store::exists(&sock) {
+        return false;
+    }
+    let why = match control::call(&sock, &Request::Ping) {
+        Ok(Reply::Pong { .. }) => return false,
+        Ok(other) => format!("unexpected reply {other:?}"),
+        Err(Unreachable::NoListener) => "nothing listens on its control socket".into(),
+        Err(Unreachable::NoAnswer(e)) => format!("no answer on its control socket ({e})"),
+    };
+    *problem = Some(format!("the runner holds its lock but is wedged: {why}"));
+    true
 }
 
 pub fn status(store: &Store, json_out: bool) -> Result<Exit> {

@@ -485,3 +485,71 @@ fn two_hundred_asks_from_sixteen_callers_to_four_agents_are_each_answered_once()
         );
     }
 }
+
+#[test]
+fn a_runner_that_holds_its_lock_but_does_not_answer_is_reported_wedged() {
+    let env = Env::new();
+    env.start("sh1", &[]);
+    let pid = env.runner_pid("sh1") as u32;
+    assert!(env.run(["status"]).ok().stdout.contains("idle"));
+    signal(pid, nix::sys::signal::Signal::SIGSTOP);
+    let out = env.run(["status"]).ok();
+    signal(pid, nix::sys::signal::Signal::SIGCONT);
+    assert!(
+        out.stdout.contains("wedged") && out.stdout.contains("control socket"),
+        "{}",
+        out.stdout
+    );
+    assert!(env.run(["status"]).ok().stdout.contains("idle"));
+}
+
+#[test]
+fn the_control_socket_answers_ping_and_cancel() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixStream;
+    let env = Env::new();
+    let gated = env.gated_agent();
+    let args: Vec<&str> = gated.iter().map(String::as_str).collect();
+    env.start("g", &args);
+    let sock = env.agent_dir("g").join("sock");
+    assert_eq!(
+        fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let call = |line: &str| {
+        let mut s = UnixStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(secs(5))).unwrap();
+        s.write_all(line.as_bytes()).unwrap();
+        let mut reply = String::new();
+        BufReader::new(s).read_line(&mut reply).unwrap();
+        serde_json::from_str::<serde_json::Value>(&reply).unwrap()
+    };
+    let pong = call("{\"op\":\"ping\"}\n");
+    assert_eq!(pong["reply"], "pong");
+    assert_eq!(pong["status"]["status"], "idle");
+    let id = env.run(["send", "g", "x"]).ok().stdout.trim().to_string();
+    wait_until("the task runs", secs(10), || env.started_count() == 1);
+    assert_eq!(
+        call("{\"op\":\"ping\"}\n")["status"]["current_task"],
+        id.as_str()
+    );
+    let reply = call(&format!("{{\"op\":\"cancel\",\"task\":\"{id}\"}}\n"));
+    assert_eq!(reply["reply"], "cancelling");
+    wait_until("the task is cancelled", secs(10), || {
+        env.task_dir(&id).join("done.json").exists()
+    });
+    assert_eq!(env.done_json(&id)["state"], "cancelled");
+    assert_eq!(call("{\"op\":\"nonsense\"}\n")["reply"], "error");
+    // A stale socket left by a killed runner is replaced by the next one.
+    signal(
+        env.runner_pid("g") as u32,
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    wait_until("the runner is gone", secs(10), || {
+        !runner_alive(&env.agent_dir("g").join("lock"))
+    });
+    assert!(sock.exists());
+    env.start("g", &args);
+    assert_eq!(call("{\"op\":\"ping\"}\n")["reply"], "pong");
+}

@@ -235,3 +235,48 @@ fn failure_on_a_terminal_then_edit_opens_the_real_editor_in_the_same_process() {
     assert_terminal_restored(&env);
     assert_eq!(fs::read_to_string(&file).unwrap(), "@bad nope");
 }
+
+#[test]
+fn detach_leaves_the_task_running_and_the_file_intact() {
+    let env = Env::new();
+    let gated = env.gated_agent();
+    let args: Vec<&str> = gated.iter().map(String::as_str).collect();
+    env.start("g", &args);
+    let file = env.path("prompt.md");
+    fs::write(&file, "@g later").unwrap();
+    let tmux = Tmux::start(&env, &pane_script(&env, &file, ""));
+    tmux.wait_for_screen("baton: @g working");
+    tmux.keys(&["d"]);
+    let id = env.task_ids().pop().unwrap();
+    tmux.wait_for_screen(&format!("baton wait {id}"));
+    tmux.keys(&["Enter"]);
+    assert_eq!(finished(&env), 4);
+    assert_terminal_restored(&env);
+    assert_eq!(fs::read_to_string(&file).unwrap(), "@g later");
+    env.open_gate();
+    assert_eq!(env.run(["wait", &id]).ok().stdout, "later");
+}
+
+#[test]
+fn a_signal_while_waiting_on_a_terminal_restores_it() {
+    let env = Env::new();
+    let gated = env.gated_agent();
+    let args: Vec<&str> = gated.iter().map(String::as_str).collect();
+    env.start("g", &args);
+    let file = env.path("prompt.md");
+    fs::write(&file, "@g hold").unwrap();
+    let tmux = Tmux::start(&env, &pane_script(&env, &file, ""));
+    tmux.wait_for_screen("baton: @g working");
+    let pgrep = Command::new("pgrep")
+        .args(["-f", &format!("{BIN} {}", file.display())])
+        .output()
+        .unwrap();
+    let pid: u32 = String::from_utf8_lossy(&pgrep.stdout)
+        .trim()
+        .parse()
+        .expect("baton's pid");
+    signal(pid, nix::sys::signal::Signal::SIGHUP);
+    assert_eq!(finished(&env), 4);
+    assert_terminal_restored(&env);
+    assert_eq!(fs::read_to_string(&file).unwrap(), "@g hold");
+}
