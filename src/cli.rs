@@ -114,6 +114,37 @@ enum Cmd {
     },
     /// A complete round trip in a throw-away state folder.
     Demo,
+    /// Switch this terminal to a tmux agent's window (switch-client inside tmux, else attach).
+    Attach { name: String },
+    /// What Claude Code's hooks run inside an agent: claude-prompt, claude-stop,
+    /// claude-stop-failure, claude-notification (the event's JSON on stdin). Always exits 0.
+    Hook { kind: String },
+    /// Merge baton's hooks into Claude Code's settings.json, and print the editor line.
+    Install {
+        #[command(subcommand)]
+        target: InstallTarget,
+    },
+    /// Remove exactly the hooks `baton install claude` added.
+    Uninstall {
+        #[command(subcommand)]
+        target: InstallTarget,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum InstallTarget {
+    /// Claude Code: ~/.claude/settings.json (--user, the default) or DIR/.claude/settings.json.
+    Claude {
+        /// The project whose .claude/settings.json to change.
+        #[arg(long, value_name = "DIR", conflicts_with = "user")]
+        project: Option<PathBuf>,
+        /// ~/.claude/settings.json.
+        #[arg(long)]
+        user: bool,
+        /// Show the change without writing it.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -121,7 +152,8 @@ struct SpecArgs {
     /// Agent name: 1-32 of a-z, 0-9, '_', '-'.
     name: String,
     /// shell: one persistent shell, each task a script run in it. exec: one process per task,
-    /// the prompt on stdin, stdout the answer.
+    /// the prompt on stdin, stdout the answer. claude: one persistent headless Claude Code
+    /// session. tmux: an interactive Claude Code in a tmux window.
     #[arg(long, value_enum, default_value = "shell")]
     driver: DriverKind,
     /// The agent's working folder (default: the current one).
@@ -133,7 +165,14 @@ struct SpecArgs {
     /// Pass this variable through from the caller's environment.
     #[arg(long = "pass-env", value_name = "NAME")]
     pass_env: Vec<String>,
-    /// exec: the command run per task. shell: the shell (default: bash, else sh).
+    /// The claude binary for the claude and tmux drivers (default: `claude` on PATH).
+    #[arg(long, value_name = "PATH")]
+    claude: Option<PathBuf>,
+    /// tmux driver: the tmux session that holds the agent's window.
+    #[arg(long, default_value = "baton")]
+    tmux_session: String,
+    /// exec: the command run per task. shell: the shell (default: bash, else sh). claude: extra
+    /// arguments for `claude`. tmux: the command in the window (default: claude).
     #[arg(last = true)]
     command: Vec<String>,
 }
@@ -147,6 +186,8 @@ impl From<SpecArgs> for Spec {
             env: a.env,
             pass_env: a.pass_env,
             command: a.command,
+            claude: a.claude,
+            tmux_session: a.tmux_session,
         }
     }
 }
@@ -169,9 +210,11 @@ enum AgentCmd {
     Stop { name: String },
     /// List agents and whether their runner is alive.
     List,
+    /// Forget the agent's context: the claude driver starts a new session.
+    Reset { name: String },
 }
 
-const SUBCOMMANDS: [&str; 12] = [
+const SUBCOMMANDS: [&str; 15] = [
     "ask",
     "send",
     "wait",
@@ -182,8 +225,11 @@ const SUBCOMMANDS: [&str; 12] = [
     "edit",
     "agent",
     "demo",
+    "attach",
+    "hook",
+    "install",
+    "uninstall",
     "help",
-    "completions",
 ];
 
 /// Editor mode: exactly one argument is not a flag, it is the last, and it names an existing
@@ -242,6 +288,24 @@ pub fn run(args: Vec<OsString>) -> Result<Exit> {
 fn dispatch(cmd: Cmd) -> Result<Exit> {
     match cmd {
         Cmd::Demo => commands::demo::demo(),
+        Cmd::Attach { name } => agent::attach(&Store::open()?, &name),
+        Cmd::Hook { kind } => crate::hook::run(&kind),
+        Cmd::Install {
+            target:
+                InstallTarget::Claude {
+                    project,
+                    user: _,
+                    dry_run,
+                },
+        } => commands::install::install(project.as_deref(), dry_run),
+        Cmd::Uninstall {
+            target:
+                InstallTarget::Claude {
+                    project,
+                    user: _,
+                    dry_run,
+                },
+        } => commands::install::uninstall(project.as_deref(), dry_run),
         Cmd::Edit {
             file,
             agent,
@@ -303,6 +367,7 @@ fn dispatch(cmd: Cmd) -> Result<Exit> {
             AgentCmd::Start { spec } => agent::start(&Store::open()?, &spec.into()),
             AgentCmd::Stop { name } => agent::stop(&Store::open()?, &name),
             AgentCmd::List => agent::list(&Store::open()?),
+            AgentCmd::Reset { name } => agent::reset(&Store::open()?, &name),
         },
     }
 }

@@ -28,7 +28,11 @@ const IO_TIMEOUT: Duration = Duration::from_millis(500);
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Ping,
-    Cancel { task: String },
+    Cancel {
+        task: String,
+    },
+    /// Start a fresh session (drivers that keep one); refused while a task runs.
+    Reset,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -37,6 +41,7 @@ pub enum Reply {
     Pong { status: Status },
     Cancelling { task: String },
     NotRunning { task: String },
+    Reset { summary: String },
     Error { message: String },
 }
 

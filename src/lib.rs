@@ -12,6 +12,7 @@ pub mod driver;
 pub mod editor;
 pub mod error;
 pub mod exit;
+pub mod hook;
 pub mod lock;
 pub mod protocol;
 pub mod runner;

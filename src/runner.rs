@@ -36,6 +36,8 @@ pub const BASE_ENV: [&str; 6] = ["PATH", "HOME", "USER", "LANG", "TERM", "TMPDIR
 pub enum DriverKind {
     Shell,
     Exec,
+    Claude,
+    Tmux,
 }
 
 impl DriverKind {
@@ -43,6 +45,8 @@ impl DriverKind {
         match self {
             DriverKind::Shell => "shell",
             DriverKind::Exec => "exec",
+            DriverKind::Claude => "claude",
+            DriverKind::Tmux => "tmux",
         }
     }
 }
@@ -56,6 +60,28 @@ pub struct Spec {
     pub env: Vec<String>,
     pub pass_env: Vec<String>,
     pub command: Vec<String>,
+    /// The claude binary (the claude and tmux drivers); found on PATH when not given.
+    pub claude: Option<PathBuf>,
+    /// The tmux session that holds the agent's window (the tmux driver).
+    pub tmux_session: String,
+}
+
+/// The claude binary: `--claude PATH`, else `claude` on PATH. Missing is an error at start.
+fn find_claude(spec: &Spec) -> Result<PathBuf> {
+    let wanted = spec
+        .claude
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("claude"));
+    which::which(&wanted).map_err(|_| {
+        Failure::msg(
+            Exit::Usage,
+            format!(
+                "cannot find Claude Code ({}) for agent {}: install it (npm install -g @anthropic-ai/claude-code) or pass --claude PATH",
+                wanted.display(),
+                spec.name
+            ),
+        )
+    })
 }
 
 struct Runner<'a> {
@@ -135,6 +161,36 @@ pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> Result<()> {
             driver::shell::Shell::new(spec.command.clone(), setup)
                 .map_err(|e| Failure::msg(Exit::Usage, e))?,
         ),
+        DriverKind::Claude => {
+            let program = find_claude(spec)?;
+            Box::new(
+                driver::claude::Claude::new(
+                    program,
+                    spec.command.clone(),
+                    setup,
+                    paths.dir.clone(),
+                    &session,
+                )
+                .map_err(|e| Failure::msg(Exit::Usage, e))?,
+            )
+        }
+        DriverKind::Tmux => {
+            let mut command = spec.command.clone();
+            if command.is_empty() || command[0].starts_with('-') {
+                command.insert(0, find_claude(spec)?.to_string_lossy().into_owned());
+            }
+            let opts = driver::tmux::Options {
+                name: &spec.name,
+                session: &spec.tmux_session,
+                command,
+                agent_dir: &paths.dir,
+                baton: std::env::current_exe()
+                    .during("finding the baton binary", "/proc/self/exe")?,
+            };
+            Box::new(
+                driver::tmux::Tmux::new(opts, &setup).map_err(|e| Failure::msg(Exit::Usage, e))?,
+            )
+        }
     };
     let inotify =
         Inotify::init().map_err(|e| wait::inotify_error("watching", &paths.inbox_new, e))?;
@@ -142,15 +198,23 @@ pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> Result<()> {
         .watches()
         .add(&paths.inbox_new, WatchMask::MOVED_TO | WatchMask::CREATE)
         .map_err(|e| wait::inotify_error("watching", &paths.inbox_new, e))?;
+    if let Some(dir) = driver.watch_dir() {
+        inotify
+            .watches()
+            .add(dir, WatchMask::MOVED_TO | WatchMask::CREATE)
+            .map_err(|e| wait::inotify_error("watching", dir, e))?;
+    }
     let mut runner = Runner {
         store,
         status: Status {
             agent_id: spec.name.clone(),
             status: AgentState::Idle,
             current_task: None,
-            context_summary: format!("session {session}"),
+            context_summary: driver
+                .summary()
+                .unwrap_or_else(|| format!("session {session}")),
             last_active: time::now_rfc3339(),
-            window_id: None,
+            window_id: driver.window(),
             pid: std::process::id(),
             driver: spec.driver.as_str().into(),
             tasks_done: 0,
@@ -287,15 +351,60 @@ impl Runner<'_> {
         self.stopping
     }
 
+    /// Reports a task in flight `blocked` while its driver says it is held up (a permission
+    /// dialog), with the reason beside the task id; `working` again after.
+    fn sync_held_status(&mut self, id: &str) {
+        let (state, current) = match self.driver.held() {
+            Some(why) => (AgentState::Blocked, format!("{id}: {why}")),
+            None => (AgentState::Working, id.to_string()),
+        };
+        if self.status.status != state || self.status.current_task.as_deref() != Some(&current) {
+            self.status.status = state;
+            self.status.current_task = Some(current);
+            if let Err(e) = self.write_status() {
+                self.say(&format!("cannot write status.json: {e}"));
+            }
+        }
+    }
+
+    /// Reports the agent `blocked` (with the reason as its current task) while its driver cannot
+    /// take a task, and `idle` again after. Writes only on a change.
+    fn sync_idle_status(&mut self) {
+        let (state, note) = match self.driver.busy() {
+            Some(why) => (AgentState::Blocked, Some(why)),
+            None => (AgentState::Idle, None),
+        };
+        if self.status.status != state || self.status.current_task != note {
+            self.status.status = state;
+            self.status.current_task = note;
+            self.status.context_summary = self
+                .driver
+                .summary()
+                .unwrap_or(self.status.context_summary.clone());
+            if let Err(e) = self.write_status() {
+                self.say(&format!("cannot write status.json: {e}"));
+            }
+        }
+    }
+
     fn serve(&mut self) -> Result<()> {
         loop {
             if self.stop_requested() {
                 return Ok(());
             }
-            if self.sigs.take_one(libc::SIGCHLD) {
-                self.driver.idle_check();
+            self.sigs.take_one(libc::SIGCHLD);
+            self.driver.idle_check();
+            if let Some(why) = self.driver.ended() {
+                self.say(&format!("{why}: stopping"));
+                return Ok(());
             }
-            if let Some((entry, id)) = inbox_entries(&self.paths.inbox_new)?.into_iter().next() {
+            self.sync_idle_status();
+            let next = if self.driver.busy().is_none() {
+                inbox_entries(&self.paths.inbox_new)?.into_iter().next()
+            } else {
+                None // a person, or a dialog, has the agent: tasks wait in the inbox
+            };
+            if let Some((entry, id)) = next {
                 let cur = self.paths.inbox_cur.join(&entry);
                 match fs::rename(self.paths.inbox_new.join(&entry), &cur) {
                     Ok(()) => self.run_task(&id, &cur)?,
@@ -309,7 +418,15 @@ impl Runner<'_> {
                 PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.control.fd(), PollFlags::POLLIN),
             ];
-            match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+            let timeout = match self.driver.next_deadline() {
+                None => PollTimeout::NONE,
+                Some(at) => PollTimeout::try_from(
+                    at.saturating_duration_since(std::time::Instant::now())
+                        + Duration::from_millis(1),
+                )
+                .unwrap_or(PollTimeout::MAX),
+            };
+            match nix::poll::poll(&mut fds, timeout) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => {
                     return Err(Error::io("waiting on", &self.paths.inbox_new, e.into()).into())
@@ -336,6 +453,24 @@ impl Runner<'_> {
             },
             Ok(Request::Ping) => Reply::Pong {
                 status: self.status.clone(),
+            },
+            Ok(Request::Reset) if self.status.current_task.is_some() => Reply::Error {
+                message: format!(
+                    "agent {} is busy ({}); cancel the task or wait, then reset",
+                    self.paths.name(),
+                    self.status.current_task.as_deref().unwrap_or_default()
+                ),
+            },
+            Ok(Request::Reset) => match self.driver.reset(&self.sigs) {
+                Ok(what) => {
+                    self.say(&format!("reset: {what}"));
+                    if let Some(summary) = self.driver.summary() {
+                        self.status.context_summary = summary;
+                    }
+                    let _ = self.write_status();
+                    Reply::Reset { summary: what }
+                }
+                Err(message) => Reply::Error { message },
             },
             Ok(Request::Cancel { task }) if self.status.current_task.as_deref() == Some(task) => {
                 self.cancel_current = true;
@@ -395,6 +530,9 @@ impl Runner<'_> {
         let _ = fs::remove_file(cur);
         self.status.status = AgentState::Idle;
         self.status.current_task = None;
+        if let Some(summary) = self.driver.summary() {
+            self.status.context_summary = summary;
+        }
         self.write_status()?;
         Ok(())
     }
@@ -477,10 +615,21 @@ impl Runner<'_> {
                 self.driver.kill(&self.sigs);
                 return Ok((state, None, Some(why)));
             }
-            let timeout = match task.deadline_ms {
+            self.sync_held_status(&task.task_id);
+            // Wake for the task's deadline or the driver's, whichever comes first.
+            let task_deadline = task.deadline_ms.map(|d| {
+                std::time::Instant::now()
+                    + Duration::from_millis(d.saturating_sub(time::now_ms()) + 1)
+            });
+            let timeout = match [task_deadline, self.driver.next_deadline()]
+                .into_iter()
+                .flatten()
+                .min()
+            {
                 None => PollTimeout::NONE,
-                Some(d) => {
-                    let left = Duration::from_millis(d.saturating_sub(time::now_ms()) + 1);
+                Some(at) => {
+                    let left = at.saturating_duration_since(std::time::Instant::now())
+                        + Duration::from_millis(1);
                     PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
                 }
             };

@@ -161,6 +161,7 @@ pub fn wait(
                     match key {
                         CTRL_C => return Ok(End::CancelKey),
                         b'd' | b'D' => return Ok(End::Detach),
+                        b'a' | b'A' => show_window(pending),
                         _ => {}
                     }
                 }
@@ -211,10 +212,44 @@ fn status_line(store: &Store, pending: &[Pending]) -> String {
     let last = store::last_line(&store.task_dir(&p.task_id).join("output"))
         .map(|l| format!(" │ {l}"))
         .unwrap_or_default();
+    let attach = if inside_tmux() && tmux_place(&p.agent).is_some() {
+        " · a show its window"
+    } else {
+        ""
+    };
     format!(
-        "baton: @{}{more} {state} {elapsed}{last} │ Ctrl-C cancel · d detach",
+        "baton: @{}{more} {state} {elapsed}{last} │ Ctrl-C cancel · d detach{attach}",
         p.agent.name()
     )
+}
+
+fn inside_tmux() -> bool {
+    std::env::var_os("TMUX").is_some_and(|v| !v.is_empty())
+}
+
+fn tmux_place(agent: &AgentPaths) -> Option<crate::driver::tmux::Place> {
+    protocol::read_json(&agent.dir.join("tmux.json"))
+        .ok()
+        .flatten()
+}
+
+/// Switches this terminal's tmux client to the window of the first unfinished tmux agent (a
+/// person answers its permission dialog there), and keeps waiting.
+fn show_window(pending: &[Pending]) {
+    if !inside_tmux() {
+        return;
+    }
+    if let Some(place) = pending
+        .iter()
+        .filter(|p| p.done.is_none())
+        .find_map(|p| tmux_place(&p.agent))
+    {
+        let _ = crate::driver::tmux::attach_command(&place)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
 }
 
 /// Reads and discards every queued inotify event (the loops re-check files; events only wake).

@@ -2,12 +2,15 @@
 
 use std::io::Read;
 use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::control::{self, Reply, Request};
+use crate::driver::tmux::Place;
 use crate::error::IoContext;
 use crate::exit::{Exit, Failure, Result};
 use crate::protocol::{self, Status};
@@ -71,6 +74,10 @@ pub fn start(store: &Store, spec: &Spec) -> Result<Exit> {
     for e in &spec.pass_env {
         cmd.arg("--pass-env").arg(e);
     }
+    if let Some(claude) = &spec.claude {
+        cmd.arg("--claude").arg(claude);
+    }
+    cmd.arg("--tmux-session").arg(&spec.tmux_session);
     if !spec.command.is_empty() {
         cmd.arg("--").args(&spec.command);
     }
@@ -166,4 +173,60 @@ pub fn list(store: &Store) -> Result<Exit> {
         );
     }
     Ok(Exit::Ok)
+}
+
+/// Starts a fresh session for an agent that keeps one (the claude driver): through the runner if
+/// it lives, else by recording a new session id for its next start.
+pub fn reset(store: &Store, name: &str) -> Result<Exit> {
+    let Some(paths) = store.agent(name)? else {
+        return Err(Failure::msg(Exit::Usage, format!("unknown agent {name:?}")));
+    };
+    if lock::is_alive(&paths.lock) {
+        return match control::call(&control::socket_path(&paths.dir), &Request::Reset) {
+            Ok(Reply::Reset { summary }) => {
+                println!("agent {name}: {summary}");
+                Ok(Exit::Ok)
+            }
+            Ok(Reply::Error { message }) => Err(Failure::msg(Exit::Usage, message)),
+            Ok(other) => Err(Failure::msg(
+                Exit::AgentLost,
+                format!("unexpected reply from agent {name}: {other:?}"),
+            )),
+            Err(e) => Err(Failure::msg(
+                Exit::AgentLost,
+                format!("agent {name} did not answer: {e:?}"),
+            )),
+        };
+    }
+    let session = crate::driver::claude::Session {
+        session_id: store::new_uuid(),
+        turns: 0,
+    };
+    protocol::write_json(&paths.dir, "claude.json", &session)?;
+    println!(
+        "agent {name}: its next start begins claude session {}",
+        session.session_id
+    );
+    Ok(Exit::Ok)
+}
+
+/// Switches this terminal's tmux client to the agent's window (or attaches to it).
+pub fn attach(store: &Store, name: &str) -> Result<Exit> {
+    let Some(paths) = store.agent(name)? else {
+        return Err(Failure::msg(Exit::Usage, format!("unknown agent {name:?}")));
+    };
+    let place: Place = protocol::read_json(&paths.dir.join("tmux.json"))?.ok_or_else(|| {
+        Failure::msg(
+            Exit::Usage,
+            format!("agent {name} has no tmux window (only --driver tmux agents have one)"),
+        )
+    })?;
+    if !lock::is_alive(&paths.lock) {
+        return Err(Failure::msg(
+            Exit::AgentLost,
+            format!("agent {name} is not running: `baton agent start {name} --driver tmux`"),
+        ));
+    }
+    let err = crate::driver::tmux::attach_command(&place).exec();
+    Err(Failure::msg(Exit::Usage, format!("running tmux: {err}")))
 }

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod ask;
 pub mod demo;
+pub mod install;
 pub mod status;
 pub mod tasks;
 
@@ -254,7 +255,11 @@ pub fn print_answers(answers: &[Answer], json: bool) -> Result<Exit> {
             write(&mut out, format!("==> {} <==\n", a.agent).as_bytes())?;
         }
         write(&mut out, &a.answer)?;
-        if answers.len() > 1 && !a.answer.ends_with(b"\n") && !a.answer.is_empty() {
+        // Answers are printed byte for byte; a line is only finished for a person's terminal,
+        // or to keep several answers apart.
+        let finish_line =
+            answers.len() > 1 || nix::unistd::isatty(std::io::stdout()).unwrap_or(false);
+        if finish_line && !a.answer.ends_with(b"\n") && !a.answer.is_empty() {
             write(&mut out, b"\n")?;
         }
     }

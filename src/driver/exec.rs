@@ -3,7 +3,6 @@
 //! agent's log, and its exit status is the task's success.
 
 use std::fs::File;
-use std::os::fd::BorrowedFd;
 use std::process::{Child, Stdio};
 
 use super::{outcome, Driver, Outcome, Setup, TaskCtx};
@@ -49,10 +48,6 @@ impl Driver for Exec {
             .map_err(|e| format!("cannot run {program}: {e}"))?;
         self.child = Some(child);
         Ok(())
-    }
-
-    fn fd(&self) -> Option<BorrowedFd<'_>> {
-        None
     }
 
     fn poll(&mut self) -> Option<Outcome> {

@@ -2,13 +2,16 @@
 //! `result`, `done.json`); a driver only starts a task, reports when it has finished, and stops it.
 //! Every driver writes the task's output to the file the runner hands it.
 
+pub mod claude;
 pub mod exec;
 pub mod shell;
+pub mod tmux;
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use crate::signals::Signals;
 
@@ -39,14 +42,49 @@ pub struct Setup {
 pub trait Driver {
     /// Starts the task. An error fails the task with that reason.
     fn start(&mut self, task: &TaskCtx) -> Result<(), String>;
-    /// An extra file descriptor to wake on while the task runs.
-    fn fd(&self) -> Option<BorrowedFd<'_>>;
-    /// The outcome, once the task has finished. Called after every wake-up.
+    /// An extra file descriptor to wake on (a child's output).
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+    /// A folder the runner watches with inotify on the driver's behalf (hook events).
+    fn watch_dir(&self) -> Option<&Path> {
+        None
+    }
+    /// When the driver next needs to be polled even without an event.
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+    /// The outcome, once the task has finished. Called after every wake-up while a task runs.
     fn poll(&mut self) -> Option<Outcome>;
     /// Stops the running task and everything it started.
     fn kill(&mut self, sigs: &Signals);
-    /// Notices children that ended while idle; ends everything on shutdown.
+    /// Called after every wake-up while no task runs: notices children that ended, takes events.
     fn idle_check(&mut self) {}
+    /// Why the agent cannot take a task now (a person is using it, a dialog is open). The runner
+    /// reports the agent `blocked` with this reason and leaves tasks queued.
+    fn busy(&self) -> Option<String> {
+        None
+    }
+    /// Why a task in flight is held up (reported as `blocked` while it lasts).
+    fn held(&self) -> Option<String> {
+        None
+    }
+    /// The tmux window that shows the agent, if any.
+    fn window(&self) -> Option<String> {
+        None
+    }
+    /// What the agent's context holds, for `status.json`'s `context_summary`.
+    fn summary(&self) -> Option<String> {
+        None
+    }
+    /// Set once the agent is gone for good (its window closed): the runner stops.
+    fn ended(&self) -> Option<String> {
+        None
+    }
+    /// Starts a fresh session, forgetting the context. Returns a description of the new one.
+    fn reset(&mut self, _sigs: &Signals) -> Result<String, String> {
+        Err("this driver keeps no session to reset".into())
+    }
     fn shutdown(&mut self, sigs: &Signals);
 }
 

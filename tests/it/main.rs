@@ -5,8 +5,10 @@
 
 mod util;
 
+mod claude;
 mod core;
 mod editor;
 mod faults;
 mod protocol;
+mod tmux_driver;
 mod tty;

@@ -277,6 +277,13 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        // This test's tmux server, if it started one.
+        if self.path("tmux").exists() {
+            let _ = Command::new("tmux")
+                .env("TMUX_TMPDIR", self.path("tmux"))
+                .arg("kill-server")
+                .output();
+        }
         // Stop every runner this test started: SIGKILL via the lock holder's pid, found through
         // status.json (the runner's children die with it by PDEATHSIG).
         let Ok(rd) = fs::read_dir(self.home.join("agents")) else {
@@ -395,4 +402,42 @@ pub fn secs(n: u64) -> Duration {
 /// Sends a signal to a process.
 pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).expect("kill");
+}
+
+/// The stand-in for Claude Code (tests/support/claude_standin.py).
+pub const STANDIN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/support/claude_standin.py"
+);
+
+impl Env {
+    /// The HOME the stand-in Claude Code runs with (its sessions and settings live there).
+    pub fn claude_home(&self) -> PathBuf {
+        let home = self.path("claude-home");
+        fs::create_dir_all(&home).expect("creating the stand-in's home");
+        home
+    }
+
+    /// The tmux server of this test (its own socket folder).
+    pub fn tmux_dir(&self) -> PathBuf {
+        let dir = self.path("tmux");
+        fs::create_dir_all(&dir).expect("creating the tmux folder");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod");
+        dir
+    }
+
+    /// `tmux ARGS` against this test's server.
+    pub fn tmux(&self, args: &[&str]) -> Out {
+        let mut cmd = Command::new("tmux");
+        scrub(&mut cmd);
+        cmd.args(args).env("TMUX_TMPDIR", self.tmux_dir());
+        self.output(cmd, None)
+    }
+
+    /// The stand-in sessions' starts (one line of arguments per process).
+    pub fn claude_starts(&self) -> Vec<String> {
+        fs::read_to_string(self.claude_home().join(".claude-standin/starts.log"))
+            .map(|s| s.lines().map(String::from).collect())
+            .unwrap_or_default()
+    }
 }
