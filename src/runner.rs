@@ -231,6 +231,11 @@ pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> Result<()> {
         cancel_current: false,
     };
     runner.recover()?;
+    // The first status already says whether the agent can take a task (a TUI still starting).
+    if let Some(why) = runner.driver.busy() {
+        runner.status.status = AgentState::Blocked;
+        runner.status.current_task = Some(why);
+    }
     runner.write_status()?;
     runner.say(&format!(
         "runner started (pid {}, driver {})",

@@ -6,6 +6,7 @@
 mod util;
 
 mod claude;
+mod claude_code;
 mod core;
 mod editor;
 mod faults;
