@@ -92,6 +92,7 @@ fn delegate(store: &Store, agents: &[AgentPaths], task: &str, args: &EditArgs) -
         let failure = match attempt(store, agents, task, args.timeout, &sigs, tty.as_mut()) {
             Ok(answers) => match answers.iter().find(|a| a.done.state != State::Ok) {
                 None => {
+                    crate::test_hooks::pause_point(crate::test_hooks::BEFORE_WRITE);
                     write_answer(&args.file, &answers)?;
                     return Ok(Exit::Ok);
                 }

@@ -20,6 +20,7 @@ pub mod signals;
 pub mod spawn;
 pub mod store;
 pub mod term;
+pub mod test_hooks;
 pub mod time;
 pub mod wait;
 

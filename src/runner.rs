@@ -503,6 +503,25 @@ impl Runner<'_> {
             Ok(None) => Err(format!("{} is missing", dir.join("task.json").display())),
             Err(e) => Err(e.to_string()),
         };
+        crate::test_hooks::pause_point(crate::test_hooks::AFTER_CLAIM);
+        // A task folder that is not what the protocol says (a planted link, someone else's) is
+        // never read or written: the task is dropped from the inbox and the log says why.
+        if let Err(e) = store::check_dir(&dir) {
+            if store::exists(&dir) {
+                self.say(&format!("task {id}: refused: {e}"));
+            }
+            let _ = fs::remove_file(cur);
+            return Ok(());
+        }
+        let prompt_ok = match fs::symlink_metadata(dir.join("prompt")) {
+            Ok(m) if m.file_type().is_file() => Ok(()),
+            Ok(_) => Err(format!(
+                "{} is not a regular file",
+                dir.join("prompt").display()
+            )),
+            Err(e) => Err(format!("{}: {e}", dir.join("prompt").display())),
+        };
+        let task = prompt_ok.and(task);
         let result = match task {
             _ if store::exists(&done_path) => None, // withdrawn or finished already
             Err(why) => Some((State::Failed, None, Some(why))),
@@ -518,6 +537,7 @@ impl Runner<'_> {
             if store::exists(&output) {
                 let result_path = dir.join("result");
                 fs::rename(&output, &result_path).during("publishing the result", &result_path)?;
+                crate::test_hooks::pause_point(crate::test_hooks::AFTER_RESULT);
             } else if !store::exists(&dir.join("result")) && store::exists(&dir) {
                 store::write_atomic(&dir, "result", b"")?;
             }

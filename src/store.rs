@@ -173,7 +173,8 @@ pub fn validate_name(name: &str) -> Result<()> {
     }
 }
 
-/// Task ids: `<ms since epoch>-<8 hex>`; only `[0-9a-f-]`, so an id can never name a path.
+/// Task ids: `<ns since epoch, 19 digits>-<8 hex>`; only `[0-9a-f-]`, so an id can never name a
+/// path.
 pub fn validate_task_id(id: &str) -> Result<()> {
     let ok = (3..=40).contains(&id.len())
         && id
@@ -187,9 +188,15 @@ pub fn validate_task_id(id: &str) -> Result<()> {
     }
 }
 
-/// A new task id, unique across processes: the time, then 32 random bits.
+/// A new task id, unique across processes: the time in nanoseconds, then 32 random bits. Ids
+/// sort in the order they were made, so inbox entries (priority, then id) are first in, first
+/// out within a priority, even for tasks made within the same millisecond.
 pub fn new_task_id() -> String {
-    format!("{:013}-{:08x}", crate::time::now_ms(), random_u64() as u32)
+    let ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{ns:019}-{:08x}", random_u64() as u32)
 }
 
 /// A random version-4 UUID.
@@ -360,7 +367,7 @@ mod tests {
     fn task_ids_are_valid_and_unique() {
         let a = new_task_id();
         let b = new_task_id();
-        assert_ne!(a, b);
+        assert!(a < b, "ids sort in the order they were made: {a} {b}");
         validate_task_id(&a).unwrap();
         assert!(validate_task_id("../etc").is_err());
         assert!(validate_task_id("-x").is_err());

@@ -76,6 +76,7 @@ pub fn require_live(agents: &[AgentPaths]) -> Result<()> {
 
 /// Delivers one request to every agent; if one delivery fails, withdraws the others.
 pub fn deliver_all(store: &Store, agents: &[AgentPaths], req: &Request) -> Result<Vec<Delivered>> {
+    crate::test_hooks::pause_point(crate::test_hooks::BEFORE_DELIVER);
     let mut delivered = Vec::new();
     for a in agents {
         match deliver::deliver(store, a, req) {
@@ -125,6 +126,7 @@ pub fn await_answers(
     let end = wait::wait(store, pending, sigs, &opts, tty)?;
     // Only the caller that delivered the tasks takes them back; `baton wait` merely stops waiting.
     let stop_rest = |state: State| {
+        crate::test_hooks::pause_point(crate::test_hooks::CANCELLING);
         for p in pending.iter().filter(|p| p.done.is_none() && how.owned) {
             let _ = deliver::withdraw_or_cancel(store, &p.agent, &p.task_id, state);
         }

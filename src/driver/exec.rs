@@ -31,7 +31,8 @@ impl Driver for Exec {
             .command
             .split_first()
             .ok_or("the exec driver needs a command after `--`")?;
-        let stdin = File::open(task.prompt).map_err(|e| format!("opening the prompt: {e}"))?;
+        let stdin = crate::store::open_nofollow(task.prompt)
+            .map_err(|e| format!("opening the prompt: {e}"))?;
         let stdout = File::create(task.output).map_err(|e| format!("creating the output: {e}"))?;
         let stderr = self
             .setup

@@ -5,6 +5,7 @@
 
 mod util;
 
+mod abuse;
 mod claude;
 mod claude_code;
 mod core;

@@ -251,7 +251,8 @@ impl Env {
             .unwrap_or(0)
     }
 
-    /// Lets one waiting gated task through.
+    /// Lets one waiting gated task through. Call it only once that task has started (see
+    /// `started_count`): a FIFO has no memory, so an early write could reach the reader before.
     pub fn open_gate(&self) {
         use std::io::Write;
         let mut f = fs::OpenOptions::new()
@@ -440,4 +441,48 @@ impl Env {
             .map(|s| s.lines().map(String::from).collect())
             .unwrap_or_default()
     }
+}
+
+/// Waits until `pid` has stopped itself at a test pause point (state `T` in /proc).
+#[track_caller]
+pub fn wait_stopped(pid: u32) {
+    wait_until(
+        &format!("process {pid} stops at its pause point"),
+        secs(10),
+        || {
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, rest)| rest.trim_start().starts_with('T'))
+                })
+                .unwrap_or(false)
+        },
+    );
+}
+
+/// Processes whose command line contains `marker` (other than this test process).
+pub fn processes_with(marker: &str) -> Vec<String> {
+    let me = std::process::id().to_string();
+    fs::read_dir("/proc")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .chars()
+                        .all(|c| c.is_ascii_digit())
+                })
+                .filter(|e| e.file_name().to_string_lossy() != me)
+                .filter_map(|e| {
+                    fs::read(e.path().join("cmdline"))
+                        .ok()
+                        .map(|c| (e.file_name(), c))
+                })
+                .map(|(pid, c)| (pid, String::from_utf8_lossy(&c).replace('\0', " ")))
+                .filter(|(_, c)| c.contains(marker))
+                .map(|(pid, c)| format!("{} {c}", pid.to_string_lossy()))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -1,0 +1,25 @@
+//! Named points at which a test can freeze baton, to reproduce a race on demand: when
+//! `BATON_TEST_PAUSE` names the point, the process stops itself there (SIGSTOP). The test sees
+//! the stopped state in `/proc`, does its damage (SIGKILL, a signal, a file), and lets it go on
+//! with SIGCONT. Unset, a point costs one comparison.
+
+use std::sync::OnceLock;
+
+/// After a runner has published `result` and before it writes `done.json`.
+pub const AFTER_RESULT: &str = "after-result";
+/// After a runner has claimed a task and before it starts it.
+pub const AFTER_CLAIM: &str = "after-claim";
+/// In a coordinator, after its signal handlers are installed and before it delivers.
+pub const BEFORE_DELIVER: &str = "before-deliver";
+/// In a coordinator, while it withdraws or cancels what it delivered.
+pub const CANCELLING: &str = "cancelling";
+/// In editor mode, with the answer in hand and before it is written into the file.
+pub const BEFORE_WRITE: &str = "before-write";
+
+pub fn pause_point(name: &str) {
+    static WANTED: OnceLock<Option<String>> = OnceLock::new();
+    let wanted = WANTED.get_or_init(|| std::env::var("BATON_TEST_PAUSE").ok());
+    if wanted.as_deref() == Some(name) {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+    }
+}
