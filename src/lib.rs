@@ -12,6 +12,8 @@ pub mod driver;
 pub mod editor;
 pub mod error;
 pub mod exit;
+#[cfg(test)]
+mod fuzz;
 pub mod hook;
 pub mod lock;
 pub mod protocol;

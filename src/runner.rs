@@ -98,6 +98,8 @@ struct Runner<'a> {
     control: control::Server,
     /// Set when a control request asks to cancel the task in flight.
     cancel_current: bool,
+    /// The task in flight has no inotify watch (the watch limit): look for `cancel` each second.
+    unwatched: bool,
 }
 
 /// Runs the agent in the foreground until a stop signal. `ready` is told once the lock is held.
@@ -229,6 +231,7 @@ pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> Result<()> {
         started_ms: 0,
         control,
         cancel_current: false,
+        unwatched: false,
     };
     runner.recover()?;
     // The first status already says whether the agent can take a task (a TUI still starting).
@@ -572,11 +575,23 @@ impl Runner<'_> {
         self.write_status()?;
         self.say(&format!("task {id}: started"));
         self.cancel_current = false;
-        let wd = self
+        // Without a watch on the task folder (the inotify watch limit), a cancel request is
+        // still seen: `supervise` then also looks for it once a second.
+        let wd = match self
             .inotify
             .watches()
             .add(dir, WatchMask::MOVED_TO | WatchMask::CREATE)
-            .map_err(|e| wait::inotify_error("watching", dir, e))?;
+        {
+            Ok(wd) => Some(wd),
+            Err(e) => {
+                let e = wait::inotify_error("watching", dir, e);
+                self.say(&format!(
+                    "{e}; checking for a cancel request once a second instead"
+                ));
+                None
+            }
+        };
+        self.unwatched = wd.is_none();
         let prompt = dir.join("prompt");
         let output = dir.join("output");
         let ctx = TaskCtx {
@@ -588,7 +603,9 @@ impl Runner<'_> {
             Err(why) => (State::Failed, None, Some(why)),
             Ok(()) => self.supervise(task, dir)?,
         };
-        let _ = self.inotify.watches().remove(wd);
+        if let Some(wd) = wd {
+            let _ = self.inotify.watches().remove(wd);
+        }
         Ok(ended)
     }
 
@@ -646,7 +663,10 @@ impl Runner<'_> {
                 std::time::Instant::now()
                     + Duration::from_millis(d.saturating_sub(time::now_ms()) + 1)
             });
-            let timeout = match [task_deadline, self.driver.next_deadline()]
+            let fallback = self
+                .unwatched
+                .then(|| std::time::Instant::now() + Duration::from_secs(1));
+            let timeout = match [task_deadline, self.driver.next_deadline(), fallback]
                 .into_iter()
                 .flatten()
                 .min()

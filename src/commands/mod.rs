@@ -123,12 +123,20 @@ pub fn await_answers(
         deadline: how.deadline,
         watch_liveness: how.watch_liveness,
     };
-    let end = wait::wait(store, pending, sigs, &opts, tty)?;
+    let end = wait::wait(store, pending, sigs, &opts, tty);
     // Only the caller that delivered the tasks takes them back; `baton wait` merely stops waiting.
     let stop_rest = |state: State| {
         crate::test_hooks::pause_point(crate::test_hooks::CANCELLING);
         for p in pending.iter().filter(|p| p.done.is_none() && how.owned) {
             let _ = deliver::withdraw_or_cancel(store, &p.agent, &p.task_id, state);
+        }
+    };
+    // A wait that cannot even start (the inotify limits) takes back what it delivered.
+    let end = match end {
+        Ok(end) => end,
+        Err(e) => {
+            stop_rest(State::Cancelled);
+            return Err(e.into());
         }
     };
     let ids = || {
