@@ -1,8 +1,11 @@
 //! The runner's control socket, `agents/<name>/sock` (an `interprocess` local socket, mode 0600):
 //! short JSON-line requests, one per connection. `ping` answers with the runner's live status, so
 //! a runner that holds its lock but does not answer can be reported as wedged; `cancel` stops a
-//! task. Files stay the source of truth: every outcome is also written to the task folder, and
-//! nothing is lost if no one connects.
+//! task; `watch` keeps the connection open until the task has finished (a waiting caller's
+//! wake-up, and, if the connection closes without a reply, the news that the runner died);
+//! `finished` tells the runner that someone else finished a task (a caller took it back from the
+//! inbox), so that it wakes that task's watchers. Files stay the source of truth: every outcome
+//! is also written to the task folder, and nothing is lost if no one connects.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -33,6 +36,14 @@ pub enum Request {
     },
     /// Start a fresh session (drivers that keep one); refused while a task runs.
     Reset,
+    /// Reply `finished` once the task has its `done.json` (at once if it has).
+    Watch {
+        task: String,
+    },
+    /// The task was finished by someone else (its `done.json` is written): wake its watchers.
+    Finished {
+        task: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -42,6 +53,8 @@ pub enum Reply {
     Cancelling { task: String },
     NotRunning { task: String },
     Reset { summary: String },
+    Finished { task: String },
+    Noted,
     Error { message: String },
 }
 
@@ -136,6 +149,19 @@ pub fn call(path: &Path, request: &Request) -> std::result::Result<Reply, Unreac
         .read_line(&mut reply)
         .map_err(|e| Unreachable::NoAnswer(e.to_string()))?;
     serde_json::from_str(&reply).map_err(|e| Unreachable::NoAnswer(format!("{e} in {reply:?}")))
+}
+
+/// Asks the runner at `path` to tell, on the returned connection, when `task` has finished. The
+/// connection is non-blocking; it becomes readable with the reply, or with end-of-file if the
+/// runner dies first.
+pub fn watch(path: &Path, task: &str) -> std::io::Result<UnixStream> {
+    let mut stream = UnixStream::connect(path)?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut line = serde_json::to_vec(&Request::Watch { task: task.into() })?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    stream.set_nonblocking(true)?;
+    Ok(stream)
 }
 
 pub fn socket_path(agent_dir: &Path) -> PathBuf {

@@ -122,6 +122,36 @@ fn state_words(state: State) -> &'static str {
     }
 }
 
+/// Tells `agent`'s runner (if it listens) that a task it never ran has its `done.json`, so that
+/// callers watching that task through the runner wake up. Best effort: they also wake when the
+/// runner goes away. Never called by the runner itself.
+pub fn tell_runner_finished(agent: &AgentPaths, task_id: &str) {
+    let sock = crate::control::socket_path(&agent.dir);
+    if store::exists(&sock) {
+        let _ = crate::control::call(
+            &sock,
+            &crate::control::Request::Finished {
+                task: task_id.into(),
+            },
+        );
+    }
+}
+
+/// Takes a queued task back or asks its agent to stop it, as a caller (not the runner) does:
+/// `withdraw_or_cancel`, then the notice for the runner's watchers.
+pub fn stop_task(
+    store: &Store,
+    agent: &AgentPaths,
+    task_id: &str,
+    state: State,
+) -> Result<Stopped> {
+    let stopped = withdraw_or_cancel(store, agent, task_id, state)?;
+    if stopped == Stopped::Withdrawn {
+        tell_runner_finished(agent, task_id);
+    }
+    Ok(stopped)
+}
+
 /// The inbox entry in `dir` that names `task_id`.
 pub fn find_entry(dir: &std::path::Path, task_id: &str) -> Result<Option<String>> {
     let rd = match fs::read_dir(dir) {

@@ -68,13 +68,9 @@ pub fn parse(prompt: &str, is_known: impl Fn(&str) -> bool) -> Option<Directive>
         task.push('\n');
         task.push_str(rest);
     }
-    let task = task
-        .trim_matches(|c| c == '\n' || c == '\r')
-        .trim_end()
-        .to_string();
     Some(Directive {
         agents,
-        task: task.trim_start_matches([' ', '\t']).to_string(),
+        task: task.trim().to_string(),
     })
 }
 
@@ -112,6 +108,14 @@ mod tests {
     fn later_unknown_tokens_belong_to_the_task() {
         let d = parse("@rev @john said hi", known).unwrap();
         assert_eq!(d.task, "@john said hi");
+    }
+
+    #[test]
+    fn blank_lines_around_the_task_are_not_part_of_it() {
+        assert_eq!(
+            parse("@rev\n \n# quoted\n", known).unwrap().task,
+            "# quoted"
+        );
     }
 
     #[test]

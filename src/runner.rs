@@ -100,6 +100,8 @@ struct Runner<'a> {
     cancel_current: bool,
     /// The task in flight has no inotify watch (the watch limit): look for `cancel` each second.
     unwatched: bool,
+    /// Callers waiting on the control socket for a task to finish.
+    watchers: Vec<(String, Incoming)>,
 }
 
 /// Runs the agent in the foreground until a stop signal. `ready` is told once the lock is held.
@@ -232,6 +234,7 @@ pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> Result<()> {
         control,
         cancel_current: false,
         unwatched: false,
+        watchers: Vec::new(),
     };
     runner.recover()?;
     // The first status already says whether the agent can take a task (a TUI still starting).
@@ -449,8 +452,38 @@ impl Runner<'_> {
     /// Answers every pending control request.
     fn serve_control(&mut self) {
         for incoming in self.control.accept() {
-            let reply = self.control_reply(&incoming);
-            incoming.reply(&reply);
+            match &incoming.request {
+                Ok(Request::Watch { task }) => {
+                    let task = task.clone();
+                    let finished = store::validate_task_id(&task).is_err()
+                        || store::exists(&self.store.task_dir(&task).join("done.json"));
+                    if finished {
+                        incoming.reply(&Reply::Finished { task });
+                    } else {
+                        self.watchers.push((task, incoming));
+                    }
+                }
+                Ok(Request::Finished { task }) => {
+                    let task = task.clone();
+                    self.wake(&task);
+                    incoming.reply(&Reply::Noted);
+                }
+                _ => {
+                    let reply = self.control_reply(&incoming);
+                    incoming.reply(&reply);
+                }
+            }
+        }
+    }
+
+    /// Tells every caller watching `task` that it has finished.
+    fn wake(&mut self, task: &str) {
+        let (woken, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.watchers)
+            .into_iter()
+            .partition(|(t, _)| t == task);
+        self.watchers = rest;
+        for (task, incoming) in woken {
+            incoming.reply(&Reply::Finished { task });
         }
     }
 
@@ -458,6 +491,9 @@ impl Runner<'_> {
         match &incoming.request {
             Err(message) => Reply::Error {
                 message: message.clone(),
+            },
+            Ok(Request::Watch { .. } | Request::Finished { .. }) => Reply::Error {
+                message: "handled by serve_control".into(),
             },
             Ok(Request::Ping) => Reply::Pong {
                 status: self.status.clone(),
@@ -489,6 +525,7 @@ impl Runner<'_> {
                     && deliver::withdraw_or_cancel(self.store, &self.paths, task, State::Cancelled)
                         .is_ok_and(|s| s == deliver::Stopped::Withdrawn);
                 if queued {
+                    self.wake(task);
                     Reply::Cancelling { task: task.clone() }
                 } else {
                     Reply::NotRunning { task: task.clone() }
@@ -544,25 +581,32 @@ impl Runner<'_> {
             } else if !store::exists(&dir.join("result")) && store::exists(&dir) {
                 store::write_atomic(&dir, "result", b"")?;
             }
+            // status.json is true before the sentinel appears: whoever sees done.json and then
+            // asks for the status finds the agent idle and the task counted.
+            self.status.tasks_done += 1;
+            self.become_idle()?;
             let mut done = Done::new(id, self.paths.name(), state);
             done.exit_code = exit_code;
             done.error = error.clone();
             done.started_ms = Some(self.started_ms);
-            if store::exists(&dir) {
-                deliver::finish_once(self.store, &done)?;
-            }
-            self.status.tasks_done += 1;
+            deliver::finish_once(self.store, &done)?;
             let detail = error.map(|e| format!(": {e}")).unwrap_or_default();
             self.say(&format!("task {id}: {}{detail}", state.as_str()));
+        } else {
+            self.become_idle()?;
         }
         let _ = fs::remove_file(cur);
+        self.wake(id);
+        Ok(())
+    }
+
+    fn become_idle(&mut self) -> crate::error::Result<()> {
         self.status.status = AgentState::Idle;
         self.status.current_task = None;
         if let Some(summary) = self.driver.summary() {
             self.status.context_summary = summary;
         }
-        self.write_status()?;
-        Ok(())
+        self.write_status()
     }
 
     /// Runs the task with the driver, watching for a cancel request, a stop signal and the

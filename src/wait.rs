@@ -1,10 +1,17 @@
-//! Waiting for tasks: one `poll` loop over inotify (each task's folder, where `done.json` arrives
-//! by rename), the signal pipe (which the agent death watch also writes to), the terminal when
-//! there is one, and the deadline. Nothing here sleeps or polls files on a timer: without a
+//! Waiting for tasks: one `poll` loop over the wake-ups of each task, the signal pipe, the terminal
+//! when there is one, and the deadline. Nothing here sleeps or polls files on a timer: without a
 //! terminal the loop wakes only for events; with one it also redraws the status line each second.
+//!
+//! A task's wake-up is its runner's control socket when it has one (`watch`: the runner answers
+//! when it writes `done.json`, and the connection closes if it dies). Otherwise, and whenever that
+//! connection ends without a `done.json` (the runner is gone or restarting), the wait falls back to
+//! inotify on the task's folder plus the lock-based death watch. The socket comes first because an
+//! inotify watch costs its process a kernel grace period (about 16 ms here) when it exits.
+//! Whatever woke the loop, `done.json` is what it reads.
 
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +33,10 @@ pub struct Pending {
     pub created_ms: u64,
     pub done: Option<Done>,
     dead: Arc<AtomicBool>,
+    /// The runner will answer on this connection when the task finishes.
+    socket: Option<UnixStream>,
+    /// Watched by inotify (and, if liveness matters, the death watch) instead.
+    fallback: bool,
 }
 
 impl Pending {
@@ -36,6 +47,8 @@ impl Pending {
             created_ms,
             done: None,
             dead: Arc::new(AtomicBool::new(false)),
+            socket: None,
+            fallback: false,
         }
     }
 }
@@ -84,23 +97,12 @@ pub fn wait(
     opts: &Options,
     mut tty: Option<&mut Tty>,
 ) -> Result<End> {
-    let mut inotify =
-        Inotify::init().map_err(|e| inotify_error("watching", store.tasks_dir().as_path(), e))?;
-    for p in pending.iter() {
-        let dir = store.task_dir(&p.task_id);
-        inotify
-            .watches()
-            .add(&dir, WatchMask::MOVED_TO | WatchMask::CREATE)
-            .map_err(|e| inotify_error("watching", &dir, e))?;
-    }
-    if opts.watch_liveness {
-        for p in pending.iter() {
-            lock::watch_death(
-                p.agent.lock.clone(),
-                sigs.waker()
-                    .map_err(|e| Error::io("creating a waker", &p.agent.lock, e))?,
-                Arc::clone(&p.dead),
-            )?;
+    let mut inotify: Option<Inotify> = None;
+    for p in pending.iter_mut() {
+        p.socket =
+            crate::control::watch(&crate::control::socket_path(&p.agent.dir), &p.task_id).ok();
+        if p.socket.is_none() {
+            fall_back(store, p, &mut inotify, sigs, opts)?;
         }
     }
     loop {
@@ -137,11 +139,20 @@ pub fn wait(
                 PollTimeout::try_from(d + Duration::from_micros(999)).unwrap_or(PollTimeout::MAX)
             }
         };
-        let tty_ready = {
-            let mut fds = vec![
-                PollFd::new(sigs.fd(), PollFlags::POLLIN),
-                PollFd::new(inotify.as_fd(), PollFlags::POLLIN),
-            ];
+        let (tty_ready, ended) = {
+            let mut fds = vec![PollFd::new(sigs.fd(), PollFlags::POLLIN)];
+            if let Some(i) = inotify.as_ref() {
+                fds.push(PollFd::new(i.as_fd(), PollFlags::POLLIN));
+            }
+            let sockets: Vec<usize> = (0..pending.len())
+                .filter(|&i| pending[i].socket.is_some())
+                .collect();
+            for &i in &sockets {
+                if let Some(s) = pending[i].socket.as_ref() {
+                    fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
+                }
+            }
+            let tty_at = fds.len();
             if let Some(t) = tty.as_deref() {
                 fds.push(PollFd::new(t.fd(), PollFlags::POLLIN));
             }
@@ -149,12 +160,29 @@ pub fn wait(
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(Error::io("waiting", store.root(), e.into())),
             }
-            fds.get(2)
-                .and_then(|f| f.revents())
-                .is_some_and(|r| !r.is_empty())
+            let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+            let first_socket = tty_at - sockets.len();
+            let ended: Vec<usize> = sockets
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| ready(&fds[first_socket + k]))
+                .map(|(_, &i)| i)
+                .collect();
+            (fds.get(tty_at).is_some_and(ready), ended)
         };
-        sigs.drain();
-        drain_inotify(&mut inotify);
+        // A connection that answered or closed has done its work: the loop re-reads done.json,
+        // and a task still unfinished falls back to inotify and the death watch.
+        for i in ended {
+            if let Some(mut s) = pending[i].socket.take() {
+                let mut sink = [0u8; 256];
+                let _ = s.read(&mut sink);
+            }
+            let p = &mut pending[i];
+            p.done = read_done(store, &p.task_id);
+            if p.done.is_none() {
+                fall_back(store, p, &mut inotify, sigs, opts)?;
+            }
+        }
         if tty_ready {
             if let Some(t) = tty.as_deref_mut() {
                 for key in t.read_keys() {
@@ -168,6 +196,39 @@ pub fn wait(
             }
         }
     }
+}
+
+/// Watches a task's folder with inotify (created on first use) and, when liveness matters, its
+/// runner's lock.
+fn fall_back(
+    store: &Store,
+    p: &mut Pending,
+    inotify: &mut Option<Inotify>,
+    sigs: &Signals,
+    opts: &Options,
+) -> Result<()> {
+    if p.fallback {
+        return Ok(());
+    }
+    p.fallback = true;
+    let i = match inotify {
+        Some(i) => i,
+        None => inotify.insert(
+            Inotify::init()
+                .map_err(|e| inotify_error("watching", store.tasks_dir().as_path(), e))?,
+        ),
+    };
+    let dir = store.task_dir(&p.task_id);
+    i.watches()
+        .add(&dir, WatchMask::MOVED_TO | WatchMask::CREATE)
+        .map_err(|e| inotify_error("watching", &dir, e))?;
+    if opts.watch_liveness {
+        let waker = sigs
+            .waker()
+            .map_err(|e| Error::io("creating a waker", &p.agent.lock, e))?;
+        lock::watch_death(p.agent.lock.clone(), waker, Arc::clone(&p.dead))?;
+    }
+    Ok(())
 }
 
 /// The task's `done.json`; a malformed one is reported as a failure of the task, never a panic.

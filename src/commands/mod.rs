@@ -128,7 +128,7 @@ pub fn await_answers(
     let stop_rest = |state: State| {
         crate::test_hooks::pause_point(crate::test_hooks::CANCELLING);
         for p in pending.iter().filter(|p| p.done.is_none() && how.owned) {
-            let _ = deliver::withdraw_or_cancel(store, &p.agent, &p.task_id, state);
+            let _ = deliver::stop_task(store, &p.agent, &p.task_id, state);
         }
     };
     // A wait that cannot even start (the inotify limits) takes back what it delivered.

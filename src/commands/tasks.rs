@@ -74,7 +74,7 @@ pub fn result(store: &Store, id: &str, json: bool) -> Result<Exit> {
 pub fn cancel(store: &Store, ids: &[String]) -> Result<Exit> {
     for id in ids {
         let (_, agent) = load(store, id)?;
-        let what = deliver::withdraw_or_cancel(store, &agent, id, State::Cancelled)?;
+        let what = deliver::stop_task(store, &agent, id, State::Cancelled)?;
         println!("{id}: {}", super::describe_stop(&what));
     }
     Ok(Exit::Ok)

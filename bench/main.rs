@@ -1,0 +1,562 @@
+//! baton's benchmarks (`scripts/bench`, or `cargo bench --bench baton`). Each section measures
+//! baton and, where there is one, its baseline in the same run, and reports the ratio, so that the
+//! figures hold on any machine. Results go to stdout and to `bench/RESULTS.md`.
+//!
+//! Sections: round trip (exec and shell agents against the bash polling coordinator of the
+//! original design), editor pass-through against running the editor directly, the cost of
+//! waiting (context switches and CPU of a waiting caller and an idle runner, from /proc), 10,000
+//! tasks through 8 agents from 64 callers (throughput, exactly once), size (binary, peak RSS),
+//! and the scale of the state folder (100 agents, 50,000 finished tasks, before and after gc).
+//!
+//! `BENCH_QUICK=1` runs every section with fewer repetitions (a smoke run, not for the README).
+
+#![allow(clippy::unwrap_used)]
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_baton");
+
+struct Bench {
+    home: PathBuf,
+    dir: tempfile::TempDir,
+    quick: bool,
+    report: String,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Median and 99th percentile.
+fn stats(mut v: Vec<Duration>) -> (Duration, Duration) {
+    v.sort();
+    let p = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    (p(0.5), p(0.99))
+}
+
+impl Bench {
+    fn new(quick: bool) -> Bench {
+        let dir = tempfile::Builder::new()
+            .prefix("baton-bench-")
+            .tempdir()
+            .expect("temp dir");
+        let home = dir.path().join("state");
+        Bench {
+            home,
+            dir,
+            quick,
+            report: String::new(),
+        }
+    }
+
+    fn n(&self, full: usize, quick: usize) -> usize {
+        if self.quick {
+            quick
+        } else {
+            full
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env("BATON_HOME", &self.home)
+            .env_remove("BATON_AGENT")
+            .env_remove("BATON_EDITOR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) {
+        let out = self
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("running baton");
+        assert!(
+            out.status.success(),
+            "baton {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn ask(&self, agent: &str, prompt: &str) -> Duration {
+        let t = Instant::now();
+        let status = self
+            .cmd(&["ask", agent, prompt])
+            .status()
+            .expect("running baton ask");
+        assert!(status.success(), "baton ask {agent} failed");
+        t.elapsed()
+    }
+
+    fn line(&mut self, s: impl AsRef<str>) {
+        println!("{}", s.as_ref());
+        self.report.push_str(s.as_ref());
+        self.report.push('\n');
+    }
+
+    fn pid_of(&self, agent: &str) -> u32 {
+        let s = fs::read_to_string(self.home.join("agents").join(agent).join("status.json"))
+            .expect("status.json");
+        let v: serde_json::Value = serde_json::from_str(&s).expect("status JSON");
+        v["pid"].as_u64().expect("pid") as u32
+    }
+
+    fn round_trip(&mut self) {
+        let n = self.n(300, 30);
+        self.run(&["agent", "start", "rt-exec", "--driver", "exec", "--", "cat"]);
+        self.run(&["agent", "start", "rt-shell"]);
+        for _ in 0..10 {
+            self.ask("rt-exec", "warm");
+            self.ask("rt-shell", ":");
+        }
+        let exec: Vec<Duration> = (0..n).map(|_| self.ask("rt-exec", "ping")).collect();
+        let shell: Vec<Duration> = (0..n).map(|_| self.ask("rt-shell", "echo ping")).collect();
+        // The baseline: the original design's bash coordinator and agent, polling every 0.1 s.
+        let base_dir = self.dir.path().join("baseline");
+        fs::create_dir_all(&base_dir).unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/baseline");
+        let mut agent = Command::new("bash")
+            .arg(root.join("agent.sh"))
+            .arg(&base_dir)
+            .spawn()
+            .expect("baseline agent");
+        let base_n = self.n(200, 10);
+        let base: Vec<Duration> = (0..base_n)
+            .map(|_| {
+                let t = Instant::now();
+                let out = Command::new("bash")
+                    .arg(root.join("coordinator.sh"))
+                    .arg(&base_dir)
+                    .arg("ping")
+                    .output()
+                    .unwrap();
+                assert_eq!(out.stdout, b"ping");
+                t.elapsed()
+            })
+            .collect();
+        let _ = agent.kill();
+        let _ = agent.wait();
+        let (e50, e99) = stats(exec);
+        let (s50, s99) = stats(shell);
+        let (b50, b99) = stats(base);
+        self.line("\n## Round trip: `baton ask` to a warm agent that answers at once\n");
+        self.line("| coordinator | runs | median | p99 | baseline median ÷ this median |");
+        self.line("|---|---:|---:|---:|---:|");
+        for (what, runs, m, p) in [
+            (
+                "baton → exec agent (`cat`, one process per task)",
+                n,
+                e50,
+                e99,
+            ),
+            ("baton → shell agent (no process per task)", n, s50, s99),
+            (
+                "bash, polling `.done` every 0.1 s (bench/baseline)",
+                base_n,
+                b50,
+                b99,
+            ),
+        ] {
+            self.line(format!(
+                "| {what} | {runs} | {:.2} ms | {:.2} ms | {:.0}× |",
+                ms(m),
+                ms(p),
+                ms(b50) / ms(m)
+            ));
+        }
+        self.line("\nTargets: ≤ 3 ms median to the exec agent, ≤ 2 ms to the shell agent, ≥ 30× faster than the baseline.");
+    }
+
+    fn pass_through(&mut self) {
+        let n = self.n(500, 50);
+        let file = self.dir.path().join("plain.md");
+        fs::write(&file, "no directive here").unwrap();
+        let editor = which("true");
+        let time = |c: &mut Command| {
+            let t = Instant::now();
+            assert!(c.status().unwrap().success());
+            t.elapsed()
+        };
+        let mut direct = Vec::new();
+        let mut via = Vec::new();
+        for _ in 0..n {
+            direct.push(time(Command::new(&editor).arg(&file)));
+            via.push(time(
+                self.cmd(&[file.to_str().unwrap()])
+                    .env("BATON_EDITOR", &editor),
+            ));
+        }
+        let (d50, _) = stats(direct);
+        let (v50, v99) = stats(via);
+        self.line(
+            "\n## Editor pass-through: `baton FILE` with no directive, exec'ing the editor\n",
+        );
+        self.line("| | runs | median | p99 |");
+        self.line("|---|---:|---:|---:|");
+        self.line(format!(
+            "| the editor (`true`) run directly | {n} | {:.3} ms | |",
+            ms(d50)
+        ));
+        self.line(format!(
+            "| through `baton FILE` | {n} | {:.3} ms | {:.3} ms |",
+            ms(v50),
+            ms(v99)
+        ));
+        self.line(format!(
+            "\nbaton adds {:.3} ms (target: within 1 ms).",
+            ms(v50) - ms(d50)
+        ));
+    }
+
+    fn waiting_cost(&mut self) {
+        let window = Duration::from_secs(if self.quick { 2 } else { 10 });
+        let gate = self.dir.path().join("gate");
+        nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let script = format!("read _ < '{}'; cat", gate.display());
+        self.run(&[
+            "agent", "start", "busy", "--driver", "exec", "--", "sh", "-c", &script,
+        ]);
+        self.run(&["agent", "start", "idle"]);
+        let mut waiting: Child = self.cmd(&["ask", "busy", "x"]).spawn().unwrap();
+        // Measure once the runner has claimed the task and every thread of the caller sleeps.
+        let busy_status = self.home.join("agents/busy/status.json");
+        settle("the busy agent claims the task", || {
+            fs::read_to_string(&busy_status).is_ok_and(|s| s.contains("\"working\""))
+        });
+        settle("the caller sleeps", || asleep(waiting.id()));
+        let idle = self.pid_of("idle");
+        let before = (usage(waiting.id()), usage(idle));
+        std::thread::sleep(window); // the measurement window itself
+        let after = (usage(waiting.id()), usage(idle));
+        let rss = (peak_rss_kib(waiting.id()), peak_rss_kib(idle));
+        fs::OpenOptions::new().write(true).open(&gate).unwrap();
+        let _ = waiting.wait();
+        self.line(format!(
+            "\n## Cost of waiting, over {} s (from /proc, all threads)\n",
+            window.as_secs()
+        ));
+        self.line("| process | voluntary switches | involuntary switches | CPU time | peak RSS |");
+        self.line("|---|---:|---:|---:|---:|");
+        for (what, b, a, r) in [
+            (
+                "`baton ask` waiting on a busy agent",
+                before.0,
+                after.0,
+                rss.0,
+            ),
+            ("an idle runner (shell driver)", before.1, after.1, rss.1),
+        ] {
+            self.line(format!(
+                "| {what} | {} | {} | {} ms | {:.1} MiB |",
+                a.0 - b.0,
+                a.1 - b.1,
+                (a.2 - b.2) * 1000 / ticks_per_second(),
+                r as f64 / 1024.0
+            ));
+        }
+        self.line("\nTarget: zero wake-ups in both; peak RSS of a waiting caller ≤ 4 MiB.");
+    }
+
+    fn throughput(&mut self) {
+        let (tasks, agents, callers) = if self.quick {
+            (640, 8, 64)
+        } else {
+            (10_000, 8, 64)
+        };
+        let home = self.dir.path().join("throughput");
+        let me = Arc::new(Bench {
+            home: home.clone(),
+            dir: tempfile::tempdir().unwrap(),
+            quick: self.quick,
+            report: String::new(),
+        });
+        for a in 0..agents {
+            me.run(&[
+                "agent",
+                "start",
+                &format!("t{a}"),
+                "--driver",
+                "exec",
+                "--",
+                "cat",
+            ]);
+        }
+        let t = Instant::now();
+        let threads: Vec<_> = (0..callers)
+            .map(|c| {
+                let me = Arc::clone(&me);
+                std::thread::spawn(move || {
+                    let mut k = c;
+                    while k < tasks {
+                        let prompt = format!("task {k}");
+                        let out = me
+                            .cmd(&["ask", &format!("t{}", k % agents), &prompt])
+                            .stdout(Stdio::piped())
+                            .output()
+                            .unwrap();
+                        assert_eq!(out.stdout, prompt.as_bytes(), "task {k} answered wrongly");
+                        k += callers;
+                    }
+                })
+            })
+            .collect();
+        for th in threads {
+            th.join().expect("a caller failed");
+        }
+        let took = t.elapsed();
+        let done: u64 = (0..agents)
+            .map(|a| {
+                let s = fs::read_to_string(home.join(format!("agents/t{a}/status.json"))).unwrap();
+                serde_json::from_str::<serde_json::Value>(&s).unwrap()["tasks_done"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .sum();
+        let folders = fs::read_dir(home.join("tasks")).unwrap().count();
+        let ok = done == tasks as u64 && folders == tasks;
+        self.line(format!(
+            "\n## Throughput: {tasks} tasks, {agents} exec agents, {callers} concurrent callers\n"
+        ));
+        self.line(
+            "| tasks | time | tasks/s | tasks run by the runners | task folders | exactly once |",
+        );
+        self.line("|---:|---:|---:|---:|---:|---|");
+        self.line(format!(
+            "| {tasks} | {:.1} s | {:.0} | {done} | {folders} | {} |",
+            took.as_secs_f64(),
+            tasks as f64 / took.as_secs_f64(),
+            if ok { "yes" } else { "NO" }
+        ));
+        for a in 0..agents {
+            let _ = me.cmd(&["agent", "stop", &format!("t{a}")]).status();
+        }
+        assert!(ok, "a task was lost or run twice");
+    }
+
+    fn size(&mut self) {
+        let bytes = fs::metadata(BIN).unwrap().len();
+        self.line("\n## Size\n");
+        self.line(format!("Release binary (stripped): {:.2} MiB (target ≤ 2 MiB). Peak RSS: see the cost of waiting.", bytes as f64 / 1048576.0));
+    }
+
+    fn scale(&mut self) {
+        let (agents, history) = if self.quick {
+            (20, 5_000)
+        } else {
+            (100, 50_000)
+        };
+        let home = self.dir.path().join("scale");
+        let me = Bench {
+            home: home.clone(),
+            dir: tempfile::tempdir().unwrap(),
+            quick: self.quick,
+            report: String::new(),
+        };
+        me.run(&["agent", "start", "s0", "--driver", "exec", "--", "cat"]);
+        let timed =
+            |what: &dyn Fn() -> Duration, n: usize| stats((0..n).map(|_| what()).collect()).0;
+        let status = || {
+            let t = Instant::now();
+            assert!(me.cmd(&["status"]).status().unwrap().success());
+            t.elapsed()
+        };
+        let ask = || me.ask("s0", "x");
+        let base = (timed(&status, 20), timed(&ask, 50));
+        // Many agents (folders with a status, as stopped agents leave them) and a long history.
+        for a in 1..agents {
+            let dir = home.join(format!("agents/s{a}"));
+            for sub in ["inbox/tmp", "inbox/new", "inbox/cur"] {
+                fs::create_dir_all(dir.join(sub)).unwrap();
+            }
+            fs::write(dir.join("status.json"), format!(r#"{{"agent_id":"s{a}","status":"stopped","current_task":null,"context_summary":"","last_active":"2026-01-01T00:00:00.000Z","window_id":null,"pid":1,"driver":"exec","tasks_done":0}}"#)).unwrap();
+        }
+        let t = Instant::now();
+        for i in 0..history {
+            let id = format!("{:019}-{:08x}", 1_000_000_000_000_000_000u64 + i as u64, i);
+            let dir = home.join("tasks").join(&id);
+            fs::create_dir(&dir).unwrap();
+            fs::write(dir.join("done.json"), format!(r#"{{"task_id":"{id}","state":"ok","exit_code":0,"finished_at":"x","error":null}}"#)).unwrap();
+            fs::write(dir.join("result"), "old").unwrap();
+        }
+        let fill = t.elapsed();
+        let loaded = (timed(&status, 20), timed(&ask, 50));
+        let t = Instant::now();
+        assert!(me
+            .cmd(&["gc", "--older-than", "0s"])
+            .status()
+            .unwrap()
+            .success());
+        let gc = t.elapsed();
+        let after = (timed(&status, 20), timed(&ask, 50));
+        let _ = me.cmd(&["agent", "stop", "s0"]).status();
+        self.line(format!(
+            "\n## Scale of the state folder: {agents} agents, {history} finished tasks\n"
+        ));
+        self.line("| state folder | `baton status` median | `baton ask` median |");
+        self.line("|---|---:|---:|");
+        self.line(format!(
+            "| 1 agent, empty history | {:.2} ms | {:.2} ms |",
+            ms(base.0),
+            ms(base.1)
+        ));
+        self.line(format!(
+            "| {agents} agents, {history} finished tasks | {:.2} ms | {:.2} ms |",
+            ms(loaded.0),
+            ms(loaded.1)
+        ));
+        self.line(format!(
+            "| after `baton gc --older-than 0s` ({:.1} s) | {:.2} ms | {:.2} ms |",
+            gc.as_secs_f64(),
+            ms(after.0),
+            ms(after.1)
+        ));
+        self.line(format!("\n(Writing the history took {:.1} s.) Delivery never lists `tasks/`; `status` reads one folder per agent; only `gc` walks the history.", fill.as_secs_f64()));
+    }
+}
+
+/// Checks `cond` until it holds (at most 10 s), backing off from 1 ms: the bounded wait for
+/// another process's state, for which there is no event to wait on.
+fn settle(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// True when every thread of `pid` is asleep (state S) in the kernel.
+fn asleep(pid: u32) -> bool {
+    fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|rd| {
+        rd.flatten().all(|t| {
+            fs::read_to_string(t.path().join("stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, r)| r.trim_start().starts_with('S'))
+                })
+                .unwrap_or(false)
+        })
+    })
+}
+
+/// (voluntary, involuntary context switches, CPU ticks) summed over a process's threads.
+fn usage(pid: u32) -> (u64, u64, u64) {
+    let mut v = (0, 0, 0);
+    for task in fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let status = fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        for line in status.lines() {
+            let num = |l: &str| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            if line.starts_with("voluntary_ctxt_switches") {
+                v.0 += num(line);
+            } else if line.starts_with("nonvoluntary_ctxt_switches") {
+                v.1 += num(line);
+            }
+        }
+        let stat = fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        if let Some((_, rest)) = stat.rsplit_once(')') {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            v.2 += f.get(11).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
+                + f.get(12).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    v
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn ticks_per_second() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64
+}
+
+fn which(program: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(program))
+                .find(|c| c.is_file())
+        })
+        .unwrap_or_else(|| panic!("{program} is not on PATH"))
+}
+
+fn machine() -> String {
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':').map(|(_, m)| m.trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{} × {cpu}, Linux {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        kernel.trim()
+    )
+}
+
+fn main() {
+    let quick = std::env::var_os("BENCH_QUICK").is_some();
+    let mut b = Bench::new(quick);
+    let mut head = String::new();
+    let _ = write!(
+        head,
+        "# baton benchmarks\n\nMachine: {}. Command: `scripts/bench`{}.",
+        machine(),
+        if quick {
+            " (BENCH_QUICK: a smoke run)"
+        } else {
+            ""
+        }
+    );
+    b.line(head);
+    b.round_trip();
+    b.pass_through();
+    b.waiting_cost();
+    b.throughput();
+    b.size();
+    b.scale();
+    let _ = b.cmd(&["agent", "stop", "rt-exec"]).status();
+    let _ = b.cmd(&["agent", "stop", "rt-shell"]).status();
+    let _ = b.cmd(&["agent", "stop", "busy"]).status();
+    let _ = b.cmd(&["agent", "stop", "idle"]).status();
+    if !quick {
+        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/RESULTS.md");
+        fs::write(&out, &b.report).expect("writing bench/RESULTS.md");
+        println!("\nwritten to {}", out.display());
+    }
+}
