@@ -8,7 +8,8 @@
 //! tasks through 8 agents from 64 callers (throughput, exactly once), size (binary, peak RSS),
 //! and the scale of the state folder (100 agents, 50,000 finished tasks, before and after gc).
 //!
-//! `BENCH_QUICK=1` runs every section with fewer repetitions (a smoke run, not for the README).
+//! `BENCH_QUICK=1` runs every section with fewer repetitions (a smoke run, not for the README);
+//! naming sections (`scripts/bench round-trip scale`) runs only those. Neither writes RESULTS.md.
 
 #![allow(clippy::unwrap_used)]
 
@@ -544,17 +545,30 @@ fn main() {
         }
     );
     b.line(head);
-    b.round_trip();
-    b.pass_through();
-    b.waiting_cost();
-    b.throughput();
-    b.size();
-    b.scale();
+    // `scripts/bench SECTION…` runs only those sections (and writes nothing).
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let run = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    let sections: [(&str, fn(&mut Bench)); 6] = [
+        ("round-trip", Bench::round_trip),
+        ("pass-through", Bench::pass_through),
+        ("waiting", Bench::waiting_cost),
+        ("throughput", Bench::throughput),
+        ("size", Bench::size),
+        ("scale", Bench::scale),
+    ];
+    for (name, section) in sections {
+        if run(name) {
+            section(&mut b);
+        }
+    }
     let _ = b.cmd(&["agent", "stop", "rt-exec"]).status();
     let _ = b.cmd(&["agent", "stop", "rt-shell"]).status();
     let _ = b.cmd(&["agent", "stop", "busy"]).status();
     let _ = b.cmd(&["agent", "stop", "idle"]).status();
-    if !quick {
+    if !quick && only.is_empty() {
         let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/RESULTS.md");
         fs::write(&out, &b.report).expect("writing bench/RESULTS.md");
         println!("\nwritten to {}", out.display());

@@ -150,7 +150,13 @@ pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> Result<()> {
             let Some(program) = spec.command.first() else {
                 return Err(Failure::msg(Exit::Usage, "the exec driver needs a command: baton agent run NAME --driver exec -- CMD ARGS..."));
             };
-            if which::which(program).is_err() {
+            // Resolved once, against the agent's own PATH, so that no task pays for the search.
+            let agent_path = setup
+                .env
+                .iter()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.clone());
+            let Ok(resolved) = which::which_in(program, agent_path, &setup.cwd) else {
                 return Err(Failure::msg(
                     Exit::Usage,
                     format!(
@@ -158,11 +164,13 @@ pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> Result<()> {
                         spec.name
                     ),
                 ));
-            }
-            Box::new(driver::exec::Exec::new(spec.command.clone(), setup))
+            };
+            let mut command = spec.command.clone();
+            command[0] = resolved.to_string_lossy().into_owned();
+            Box::new(driver::exec::Exec::new(command, setup))
         }
         DriverKind::Shell => Box::new(
-            driver::shell::Shell::new(spec.command.clone(), setup)
+            driver::shell::Shell::new(spec.command.clone(), setup, store.tasks_dir())
                 .map_err(|e| Failure::msg(Exit::Usage, e))?,
         ),
         DriverKind::Claude => {

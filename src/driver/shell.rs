@@ -3,8 +3,13 @@
 //! Framing: each task is sourced inside a brace group whose stdout and stderr go to the task's
 //! output file and whose stdin is `/dev/null`, so nothing the task prints or reads can touch the
 //! channel to the runner. The shell's own stdout is that channel: after the group it prints
-//! `<nonce> <status>`, where the nonce is fresh random per task and never shown to the task. The
-//! runner accepts only that exact token, so output that imitates a marker cannot end a task.
+//! `<nonce> <status>`, where the nonce is fresh random per task and never shown to the task (it
+//! is on the command line after the function call, not in the function). The runner accepts only
+//! that exact token, so output that imitates a marker cannot end a task.
+//!
+//! The group lives in a function, `__baton_task`, defined once per shell (read-only in bash), so
+//! that each task costs the shell about 80 bytes of input: a shell reads a pipe one byte per
+//! system call.
 //!
 //! A task that ends the shell (`exit`) fails, and the next task gets a fresh shell; so does a task
 //! that is cancelled (the whole process group is killed).
@@ -20,6 +25,7 @@ use crate::{spawn, store};
 pub struct Shell {
     program: Vec<String>,
     setup: Setup,
+    tasks_dir: std::path::PathBuf,
     proc: Option<Proc>,
     nonce: Option<String>,
 }
@@ -48,7 +54,11 @@ pub fn quote(s: &str) -> String {
 
 impl Shell {
     /// Starts the shell at once, so that a bad shell command fails at `agent start`.
-    pub fn new(program: Vec<String>, setup: Setup) -> Result<Shell, String> {
+    pub fn new(
+        program: Vec<String>,
+        setup: Setup,
+        tasks_dir: std::path::PathBuf,
+    ) -> Result<Shell, String> {
         let mut shell = Shell {
             program: if program.is_empty() {
                 default_program()
@@ -56,6 +66,7 @@ impl Shell {
                 program
             },
             setup,
+            tasks_dir,
             proc: None,
             nonce: None,
         };
@@ -85,6 +96,19 @@ impl Shell {
                 nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
             )
             .map_err(|e| format!("setting up the shell's pipe: {e}"))?;
+            // The task runner, defined once. The folder is baked in, so that a task that changes
+            // BATON_HOME cannot misdirect the next one; task ids are [0-9a-f-] only.
+            let tasks = quote(&self.tasks_dir.to_string_lossy());
+            let mut prelude = format!(
+                "__baton_task() {{ export BATON_TASK_ID=\"$1\"; set --; {{ . {tasks}\"/$BATON_TASK_ID/prompt\"; }} </dev/null >{tasks}\"/$BATON_TASK_ID/output\" 2>&1; }}\n"
+            );
+            if program.contains("bash") {
+                prelude.push_str("readonly -f __baton_task\n");
+            }
+            let mut stdin = stdin;
+            stdin
+                .write_all(prelude.as_bytes())
+                .map_err(|e| format!("setting up the shell: {e}"))?;
             self.proc = Some(Proc {
                 child,
                 stdin,
@@ -131,13 +155,12 @@ impl Driver for Shell {
             store::random_u64(),
             store::random_u64()
         );
-        let (id, prompt, output) = (
-            task.id,
-            quote(&task.prompt.to_string_lossy()),
-            quote(&task.output.to_string_lossy()),
-        );
+        if store::validate_task_id(task.id).is_err() {
+            return Err(format!("invalid task id {:?}", task.id));
+        }
         let script = format!(
-            "export BATON_TASK_ID={id}\n{{ . {prompt}\n}} </dev/null >{output} 2>&1\nprintf '%s %s\\n' {nonce} \"$?\"\n"
+            "__baton_task {}; printf '%s %s\\n' {nonce} \"$?\"\n",
+            task.id
         );
         let proc = self.ensure()?;
         proc.buf.clear();

@@ -378,7 +378,9 @@ fn racing_callers_get_exactly_once_and_fifo_within_a_priority() {
     assert_eq!(started, sorted, "claimed in the order they were queued");
     for id in &ids {
         // status.json is written before each sentinel: wait for the sentinel itself.
-        wait_until("the task's done.json", secs(10), || env.task_dir(id).join("done.json").exists());
+        wait_until("the task's done.json", secs(10), || {
+            env.task_dir(id).join("done.json").exists()
+        });
         assert_eq!(env.done_json(id)["state"], "ok");
     }
 }
