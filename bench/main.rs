@@ -530,6 +530,9 @@ fn machine() -> String {
     )
 }
 
+/// A section of the report: its name on the command line, and what measures it.
+type Section = (&'static str, fn(&mut Bench));
+
 fn main() {
     let quick = std::env::var_os("BENCH_QUICK").is_some();
     let mut b = Bench::new(quick);
@@ -551,7 +554,7 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let run = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
-    let sections: [(&str, fn(&mut Bench)); 6] = [
+    let sections: [Section; 6] = [
         ("round-trip", Bench::round_trip),
         ("pass-through", Bench::pass_through),
         ("waiting", Bench::waiting_cost),

@@ -285,30 +285,32 @@ impl Drop for Env {
                 .arg("kill-server")
                 .output();
         }
-        // Stop every runner this test started: SIGKILL via the lock holder's pid, found through
-        // status.json (the runner's children die with it by PDEATHSIG).
-        let Ok(rd) = fs::read_dir(self.home.join("agents")) else {
-            return;
-        };
-        for e in rd.filter_map(|e| e.ok()) {
-            let status = e.path().join("status.json");
-            let Ok(bytes) = fs::read(&status) else {
-                continue;
-            };
-            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-                continue;
-            };
-            if let Some(pid) = v["pid"].as_i64() {
-                let lock = e.path().join("lock");
-                if runner_alive(&lock) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid as i32),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
+        // Every process this test started carries its BATON_HOME (runners inherit it, agents are
+        // given it): kill them all, whatever state the test left the state folder in.
+        for pid in processes_with_home(&self.home) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
+}
+
+/// The processes whose environment has `BATON_HOME=<home>`.
+pub fn processes_with_home(home: &Path) -> Vec<i32> {
+    let wanted = format!("BATON_HOME={}", home.display());
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|&pid| pid != std::process::id() as i32)
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|&b| b == 0).any(|kv| kv == wanted.as_bytes()))
+                .unwrap_or(false)
+        })
+        .collect()
 }
 
 /// True if a runner holds the lock (a non-blocking shared lock fails).
