@@ -75,18 +75,13 @@ pub struct Options {
 
 /// Advice for the inotify errors a user can fix.
 pub fn inotify_error(action: &'static str, path: &std::path::Path, e: io::Error) -> Error {
-    let why = match e.raw_os_error() {
-        Some(nix::libc::ENOSPC) => io::Error::new(
-            e.kind(),
-            format!("{e} (the inotify watch limit is reached: raise fs.inotify.max_user_watches, e.g. `sysctl fs.inotify.max_user_watches=524288`)"),
-        ),
-        Some(nix::libc::EMFILE) => io::Error::new(
-            e.kind(),
-            format!("{e} (the inotify instance limit is reached: raise fs.inotify.max_user_instances)"),
-        ),
-        _ => e,
+    let advice = match e.raw_os_error() {
+        Some(nix::libc::ENOSPC) => " (the inotify watch limit is reached: raise fs.inotify.max_user_watches, e.g. `sysctl fs.inotify.max_user_watches=524288`)",
+        Some(nix::libc::EMFILE) => " (the inotify instance limit is reached: raise fs.inotify.max_user_instances)",
+        _ => return Error::io(action, path, e),
     };
-    Error::io(action, path, why)
+    // Its own kind, so that the advice for a full disk (also ENOSPC) is not added as well.
+    Error::io(action, path, io::Error::other(format!("{e}{advice}")))
 }
 
 /// Waits until every task has its `done.json`, or something ends the wait.

@@ -9,14 +9,13 @@
 //! `reset` starts a new session.
 
 use std::fs;
-use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::io::Write;
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Driver, Outcome, Setup, TaskCtx};
+use super::{Driver, Outcome, Piped, Setup, TaskCtx};
 use crate::signals::Signals;
 use crate::{spawn, store};
 
@@ -33,16 +32,8 @@ pub struct Claude {
     setup: Setup,
     state_dir: PathBuf,
     session: Session,
-    proc: Option<Proc>,
+    proc: Option<Piped>,
     output: Option<PathBuf>,
-}
-
-struct Proc {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: ChildStdout,
-    buf: Vec<u8>,
-    eof: bool,
 }
 
 impl Claude {
@@ -81,7 +72,7 @@ impl Claude {
             .map_err(|e| e.to_string())
     }
 
-    fn ensure(&mut self) -> Result<&mut Proc, String> {
+    fn ensure(&mut self) -> Result<&mut Piped, String> {
         if self.proc.is_none() {
             let mut args: Vec<String> = [
                 "-p",
@@ -101,33 +92,8 @@ impl Claude {
             };
             args.extend([flag.to_string(), self.session.session_id.clone()]);
             args.extend(self.extra.iter().cloned());
-            let log = self
-                .setup
-                .log
-                .try_clone()
-                .map_err(|e| format!("opening the log: {e}"))?;
             let program = self.program.to_string_lossy().into_owned();
-            let mut child = spawn::agent_command(&program, &args, &self.setup.env, &self.setup.cwd)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::from(log))
-                .spawn()
-                .map_err(|e| format!("cannot start {program}: {e}"))?;
-            let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-                return Err("claude's pipes are missing".into());
-            };
-            nix::fcntl::fcntl(
-                stdout.as_fd(),
-                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-            )
-            .map_err(|e| format!("setting up claude's pipe: {e}"))?;
-            self.proc = Some(Proc {
-                child,
-                stdin,
-                stdout,
-                buf: Vec::new(),
-                eof: false,
-            });
+            self.proc = Some(Piped::spawn(&program, &args, &self.setup, "Claude Code")?);
         }
         self.proc.as_mut().ok_or_else(|| "no claude process".into())
     }
@@ -194,31 +160,18 @@ impl Driver for Claude {
     }
 
     fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.proc.as_ref().map(|p| p.stdout.as_fd())
+        self.proc.as_ref().map(Piped::fd)
     }
 
     fn poll(&mut self) -> Option<Outcome> {
-        let proc = self.proc.as_mut()?;
-        let mut chunk = [0u8; 8192];
-        loop {
-            match proc.stdout.read(&mut chunk) {
-                Ok(0) => {
-                    proc.eof = true;
-                    break;
-                }
-                Ok(n) => proc.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
+        self.proc.as_mut()?.read_available();
         while let Some(nl) = self.proc.as_ref()?.buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.proc.as_mut()?.buf.drain(..=nl).collect();
             if let Some(outcome) = self.line(&line) {
                 return Some(outcome);
             }
         }
-        let proc = self.proc.as_mut()?;
-        if !proc.eof && !matches!(proc.child.try_wait(), Ok(Some(_))) {
+        if !self.proc.as_mut()?.ended() {
             return None;
         }
         let mut proc = self.proc.take()?;

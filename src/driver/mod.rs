@@ -107,3 +107,79 @@ pub fn outcome(status: std::process::ExitStatus, what: &str) -> Outcome {
         error,
     }
 }
+
+/// A long-lived child that a driver talks to over pipes (the shell; headless Claude Code): its
+/// stdin to write to, its stdout read without blocking into `buf`, its stderr into the log.
+pub struct Piped {
+    pub child: std::process::Child,
+    pub stdin: std::process::ChildStdin,
+    stdout: std::process::ChildStdout,
+    pub buf: Vec<u8>,
+    /// The child closed its stdout (it exited, or will).
+    pub eof: bool,
+}
+
+impl Piped {
+    /// Starts `program args` for an agent (see `spawn::agent_command`). `what` names it in errors.
+    pub fn spawn(
+        program: &str,
+        args: &[String],
+        setup: &Setup,
+        what: &str,
+    ) -> Result<Piped, String> {
+        use std::os::fd::AsFd;
+        use std::process::Stdio;
+        let log = setup
+            .log
+            .try_clone()
+            .map_err(|e| format!("opening the log: {e}"))?;
+        let mut child = crate::spawn::agent_command(program, args, &setup.env, &setup.cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .map_err(|e| format!("cannot start {what} `{program}`: {e}"))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(format!("the pipes of {what} are missing"));
+        };
+        nix::fcntl::fcntl(
+            stdout.as_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .map_err(|e| format!("setting up the pipe of {what}: {e}"))?;
+        Ok(Piped {
+            child,
+            stdin,
+            stdout,
+            buf: Vec::new(),
+            eof: false,
+        })
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.stdout.as_fd()
+    }
+
+    /// Appends to `buf` whatever the child has written so far; sets `eof` when it closed.
+    pub fn read_available(&mut self) {
+        use std::io::Read;
+        let mut chunk = [0u8; 8192];
+        loop {
+            match self.stdout.read(&mut chunk) {
+                Ok(0) => {
+                    self.eof = true;
+                    return;
+                }
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// True once the child has exited or closed its stdout.
+    pub fn ended(&mut self) -> bool {
+        self.eof || matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+}

@@ -14,11 +14,10 @@
 //! A task that ends the shell (`exit`) fails, and the next task gets a fresh shell; so does a task
 //! that is cancelled (the whole process group is killed).
 
-use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
-use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::io::Write;
+use std::os::fd::BorrowedFd;
 
-use super::{outcome, Driver, Outcome, Setup, TaskCtx};
+use super::{outcome, Driver, Outcome, Piped, Setup, TaskCtx};
 use crate::signals::Signals;
 use crate::{spawn, store};
 
@@ -26,16 +25,8 @@ pub struct Shell {
     program: Vec<String>,
     setup: Setup,
     tasks_dir: std::path::PathBuf,
-    proc: Option<Proc>,
+    proc: Option<Piped>,
     nonce: Option<String>,
-}
-
-struct Proc {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: ChildStdout,
-    buf: Vec<u8>,
-    eof: bool,
 }
 
 /// The shell used when none is named: bash if there is one, else sh.
@@ -74,28 +65,10 @@ impl Shell {
         Ok(shell)
     }
 
-    fn ensure(&mut self) -> Result<&mut Proc, String> {
+    fn ensure(&mut self) -> Result<&mut Piped, String> {
         if self.proc.is_none() {
             let (program, args) = self.program.split_first().ok_or("empty shell command")?;
-            let log = self
-                .setup
-                .log
-                .try_clone()
-                .map_err(|e| format!("opening the log: {e}"))?;
-            let mut child = spawn::agent_command(program, args, &self.setup.env, &self.setup.cwd)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::from(log))
-                .spawn()
-                .map_err(|e| format!("cannot start the shell `{program}`: {e}"))?;
-            let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-                return Err("the shell's pipes are missing".into());
-            };
-            nix::fcntl::fcntl(
-                stdout.as_fd(),
-                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-            )
-            .map_err(|e| format!("setting up the shell's pipe: {e}"))?;
+            let mut proc = Piped::spawn(program, args, &self.setup, "the shell")?;
             // The task runner, defined once. The folder is baked in, so that a task that changes
             // BATON_HOME cannot misdirect the next one; task ids are [0-9a-f-] only.
             let tasks = quote(&self.tasks_dir.to_string_lossy());
@@ -105,47 +78,22 @@ impl Shell {
             if program.contains("bash") {
                 prelude.push_str("readonly -f __baton_task\n");
             }
-            let mut stdin = stdin;
-            stdin
+            proc.stdin
                 .write_all(prelude.as_bytes())
                 .map_err(|e| format!("setting up the shell: {e}"))?;
-            self.proc = Some(Proc {
-                child,
-                stdin,
-                stdout,
-                buf: Vec::new(),
-                eof: false,
-            });
+            self.proc = Some(proc);
         }
         self.proc.as_mut().ok_or_else(|| "no shell".into())
     }
 }
 
-impl Proc {
-    /// Reads what the shell has written to the runner's channel so far.
-    fn read_available(&mut self) {
-        let mut chunk = [0u8; 1024];
-        loop {
-            match self.stdout.read(&mut chunk) {
-                Ok(0) => {
-                    self.eof = true;
-                    return;
-                }
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return,
-            }
-        }
-    }
-
-    /// The status that follows `nonce` on the channel, once its line is complete.
-    fn find_status(&self, nonce: &str) -> Option<i32> {
-        let text = String::from_utf8_lossy(&self.buf);
-        let at = text.rfind(nonce)?;
-        let rest = &text[at + nonce.len()..];
-        let line = rest.strip_prefix(' ')?.split_once('\n')?.0;
-        line.trim().parse().ok()
-    }
+/// The status that follows `nonce` on the channel, once its line is complete.
+fn find_status(buf: &[u8], nonce: &str) -> Option<i32> {
+    let text = String::from_utf8_lossy(buf);
+    let at = text.rfind(nonce)?;
+    let rest = &text[at + nonce.len()..];
+    let line = rest.strip_prefix(' ')?.split_once('\n')?.0;
+    line.trim().parse().ok()
 }
 
 impl Driver for Shell {
@@ -172,14 +120,14 @@ impl Driver for Shell {
     }
 
     fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.proc.as_ref().map(|p| p.stdout.as_fd())
+        self.proc.as_ref().map(Piped::fd)
     }
 
     fn poll(&mut self) -> Option<Outcome> {
         let nonce = self.nonce.clone()?;
         let proc = self.proc.as_mut()?;
         proc.read_available();
-        if let Some(code) = proc.find_status(&nonce) {
+        if let Some(code) = find_status(&proc.buf, &nonce) {
             self.nonce = None;
             return Some(Outcome {
                 ok: code == 0,
@@ -188,8 +136,7 @@ impl Driver for Shell {
                     .then(|| format!("the task's last command exited with status {code}")),
             });
         }
-        let exited = matches!(proc.child.try_wait(), Ok(Some(_)));
-        if !proc.eof && !exited {
+        if !proc.ended() {
             return None;
         }
         // The shell is gone (the task ran `exit`, or something killed it).

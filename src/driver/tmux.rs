@@ -171,15 +171,17 @@ impl Tmux {
                 deadline: Instant::now() + wait_setting("BATON_TMUX_START_WAIT", START_WAIT),
             }
         };
-        let window_id = match (adopted, existing) {
-            (Some(id), _) => id,
-            (None, Some(_)) => run(
-                &tmux,
-                &[
-                    "new-window",
-                    "-d",
-                    "-t",
-                    &format!("{target}:"),
+        // Where the window goes: a new window in the session, or a new session around it.
+        let window_target = format!("{target}:");
+        let placement: [&str; 3] = match existing {
+            Some(_) => ["new-window", "-t", &window_target],
+            None => ["new-session", "-s", opts.session],
+        };
+        let window_id = match adopted {
+            Some(id) => id,
+            None => {
+                let mut args = vec![placement[0], "-d", placement[1], placement[2]];
+                args.extend([
                     "-n",
                     opts.name,
                     "-c",
@@ -188,25 +190,9 @@ impl Tmux {
                     "-F",
                     "#{window_id}",
                     &script,
-                ],
-            )?,
-            (None, None) => run(
-                &tmux,
-                &[
-                    "new-session",
-                    "-d",
-                    "-s",
-                    opts.session,
-                    "-n",
-                    opts.name,
-                    "-c",
-                    &cwd,
-                    "-P",
-                    "-F",
-                    "#{window_id}",
-                    &script,
-                ],
-            )?,
+                ]);
+                run(&tmux, &args)?
+            }
         };
         let socket = run(
             &tmux,

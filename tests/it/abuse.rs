@@ -9,10 +9,6 @@ use nix::sys::signal::Signal;
 
 use crate::util::*;
 
-fn gated(env: &Env) -> Vec<String> {
-    env.gated_agent()
-}
-
 fn start_paused(env: &Env, name: &str, point: &str, args: &[&str]) {
     let mut all = vec!["agent", "start", name];
     all.extend_from_slice(args);
@@ -57,12 +53,7 @@ fn runner_killed_between_result_and_done_keeps_the_answer() {
 fn runner_killed_right_after_claiming_fails_the_task_once() {
     let env = Env::new();
     start_paused(&env, "sh1", "after-claim", &[]);
-    let id = env
-        .run(["send", "sh1", "echo never"])
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
+    let id = env.send("sh1", "echo never");
     let runner = env.runner_pid("sh1") as u32;
     wait_stopped(runner);
     assert_eq!(env.inbox("sh1", "cur").len(), 1);
@@ -79,9 +70,7 @@ fn runner_killed_right_after_claiming_fails_the_task_once() {
 #[test]
 fn runner_killed_before_claiming_fails_the_waiting_ask_and_withdraws_the_task() {
     let env = Env::new();
-    let args = gated(&env);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    env.start("g", &args);
+    env.start_gated("g");
     env.run(["send", "g", "blocker"]).ok();
     wait_until("the blocker runs", secs(10), || env.started_count() == 1);
     let ask = env
@@ -104,7 +93,7 @@ fn runner_killed_before_claiming_fails_the_waiting_ask_and_withdraws_the_task() 
     assert_eq!(status.code(), Some(5));
     // The asked task was taken back; the one sent with --queue waits for the next runner.
     assert_eq!(env.inbox("g", "new").len(), 1);
-    env.start("g", &args);
+    env.start_gated("g");
     env.open_gate();
     assert_eq!(env.run(["wait", &queued_for_later]).ok().stdout, "later");
     assert!(env.inbox("g", "cur").is_empty());
@@ -113,9 +102,7 @@ fn runner_killed_before_claiming_fails_the_waiting_ask_and_withdraws_the_task() 
 #[test]
 fn a_coordinator_killed_while_waiting_leaves_the_answer_retrievable() {
     let env = Env::new();
-    let args = gated(&env);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    env.start("g", &args);
+    env.start_gated("g");
     let mut ask = env
         .cmd(["ask", "g", "keep this"])
         .stdout(Stdio::null())
@@ -152,9 +139,7 @@ fn signals_in_every_phase_leave_the_file_whole() {
         ("cancelling", Some("cancelling")),
     ] {
         let env = Env::new();
-        let args = gated(&env);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        env.start("g", &args);
+        env.start_gated("g");
         let file = env.path("p.md");
         fs::write(&file, text).unwrap();
         let mut cmd = env.cmd([&file]);
@@ -337,9 +322,7 @@ fn planted_links_and_broken_inbox_entries_are_refused_never_followed() {
 #[test]
 fn racing_callers_get_exactly_once_and_fifo_within_a_priority() {
     let env = std::sync::Arc::new(Env::new());
-    let args = gated(&env);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    env.start("g", &args);
+    env.start_gated("g");
     env.run(["send", "g", "blocker"]).ok();
     wait_until("the blocker runs", secs(10), || env.started_count() == 1);
     // 64 callers race to queue behind it.

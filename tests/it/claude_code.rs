@@ -241,9 +241,7 @@ fn ctrl_g_in_claude_code_delegates_and_the_answer_lands_in_the_prompt_box() {
 fn ctrl_c_while_baton_waits_leaves_claude_code_alive_with_its_prompt() {
     let Some(claude) = claude_code() else { return };
     let env = Env::new();
-    let gated = env.gated_agent();
-    let args: Vec<&str> = gated.iter().map(String::as_str).collect();
-    env.start("g", &args);
+    env.start_gated("g");
     start_claude_code(&env, &claude);
     keys(&env, &["-l", "@g wait for me"]);
     wait_for_screen(&env, "@g wait for me");

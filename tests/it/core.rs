@@ -57,12 +57,7 @@ fn ask_json_reports_state_code_answer_and_timings() {
 fn send_then_wait_then_result() {
     let env = Env::new();
     env.start("sh1", &[]);
-    let id = env
-        .run(["send", "sh1", "echo later"])
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
+    let id = env.send("sh1", "echo later");
     assert_eq!(env.run(["wait", &id]).ok().stdout, "later\n");
     assert_eq!(env.run(["result", &id]).ok().stdout, "later\n");
     let done = env.done_json(&id);
@@ -83,11 +78,8 @@ fn send_then_wait_then_result() {
 #[test]
 fn status_shows_state_queue_and_current_task() {
     let env = Env::new();
-    let gated = env.gated_agent();
-    let mut args: Vec<&str> = vec![];
-    args.extend(gated.iter().map(String::as_str));
-    env.start("g", &args);
-    let first = env.run(["send", "g", "one"]).ok().stdout.trim().to_string();
+    env.start_gated("g");
+    let first = env.send("g", "one");
     env.run(["send", "g", "two"]).ok();
     wait_until("the first task has started", secs(10), || {
         env.started_count() == 1
@@ -184,10 +176,8 @@ fn a_second_runner_for_the_same_agent_is_refused() {
 #[test]
 fn stop_cancels_the_task_in_flight_and_marks_the_agent_stopped() {
     let env = Env::new();
-    let gated = env.gated_agent();
-    let args: Vec<&str> = gated.iter().map(String::as_str).collect();
-    env.start("g", &args);
-    let id = env.run(["send", "g", "x"]).ok().stdout.trim().to_string();
+    env.start_gated("g");
+    let id = env.send("g", "x");
     wait_until("the task has started", secs(10), || {
         env.started_count() == 1
     });
@@ -263,9 +253,7 @@ fn an_empty_answer_is_an_answer() {
 #[test]
 fn priority_orders_the_queue() {
     let env = Env::new();
-    let gated = env.gated_agent();
-    let args: Vec<&str> = gated.iter().map(String::as_str).collect();
-    env.start("g", &args);
+    env.start_gated("g");
     env.run(["send", "g", "blocker"]).ok();
     wait_until("the blocker has started", secs(10), || {
         env.started_count() == 1
@@ -387,12 +375,7 @@ fn asking_a_stopped_agent_fails_at_once_unless_queued() {
 fn gc_removes_only_old_finished_tasks() {
     let env = Env::new();
     env.start("sh1", &[]);
-    let id = env
-        .run(["send", "sh1", "echo x"])
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
+    let id = env.send("sh1", "echo x");
     env.run(["wait", &id]).ok();
     assert!(env.run(["gc"]).ok().stdout.contains("removed 0"));
     assert!(env.task_dir(&id).exists());
@@ -509,9 +492,7 @@ fn the_control_socket_answers_ping_and_cancel() {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::net::UnixStream;
     let env = Env::new();
-    let gated = env.gated_agent();
-    let args: Vec<&str> = gated.iter().map(String::as_str).collect();
-    env.start("g", &args);
+    env.start_gated("g");
     let sock = env.agent_dir("g").join("sock");
     assert_eq!(
         fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
@@ -528,7 +509,7 @@ fn the_control_socket_answers_ping_and_cancel() {
     let pong = call("{\"op\":\"ping\"}\n");
     assert_eq!(pong["reply"], "pong");
     assert_eq!(pong["status"]["status"], "idle");
-    let id = env.run(["send", "g", "x"]).ok().stdout.trim().to_string();
+    let id = env.send("g", "x");
     wait_until("the task runs", secs(10), || env.started_count() == 1);
     assert_eq!(
         call("{\"op\":\"ping\"}\n")["status"]["current_task"],
@@ -550,6 +531,6 @@ fn the_control_socket_answers_ping_and_cancel() {
         !runner_alive(&env.agent_dir("g").join("lock"))
     });
     assert!(sock.exists());
-    env.start("g", &args);
+    env.start_gated("g");
     assert_eq!(call("{\"op\":\"ping\"}\n")["reply"], "pong");
 }

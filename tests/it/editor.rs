@@ -219,9 +219,7 @@ fn each_signal_cancels_and_leaves_the_file_intact() {
         Signal::SIGQUIT,
     ] {
         let env = Env::new();
-        let gated = env.gated_agent();
-        let args: Vec<&str> = gated.iter().map(String::as_str).collect();
-        env.start("g", &args);
+        env.start_gated("g");
         let text = "@g keep me\nexactly";
         let file = prompt_file(&env, text);
         let mut child = env
@@ -248,9 +246,7 @@ fn each_signal_cancels_and_leaves_the_file_intact() {
 #[test]
 fn a_signal_before_the_task_is_claimed_withdraws_it() {
     let env = Env::new();
-    let gated = env.gated_agent();
-    let args: Vec<&str> = gated.iter().map(String::as_str).collect();
-    env.start("g", &args);
+    env.start_gated("g");
     env.run(["send", "g", "blocker"]).ok();
     wait_until("the blocker runs", secs(10), || env.started_count() == 1);
     let file = prompt_file(&env, "@g queued behind");

@@ -13,9 +13,7 @@ use crate::util::*;
 #[test]
 fn a_runner_killed_mid_task_fails_the_waiting_ask_within_two_seconds() {
     let env = Env::new();
-    let gated = env.gated_agent();
-    let args: Vec<&str> = gated.iter().map(String::as_str).collect();
-    env.start("g", &args);
+    env.start_gated("g");
     let mut ask = env
         .cmd(["ask", "g", "work"])
         .stdout(Stdio::null())
@@ -40,7 +38,7 @@ fn a_runner_killed_mid_task_fails_the_waiting_ask_within_two_seconds() {
     assert_eq!(env.done_json(&id)["state"], "agent_lost");
     // The claimed entry is still in cur/ until the next runner recovers it.
     assert_eq!(env.inbox("g", "cur").len(), 1);
-    env.start("g", &args);
+    env.start_gated("g");
     assert!(
         env.inbox("g", "cur").is_empty(),
         "recovered by the next runner"
@@ -55,22 +53,15 @@ fn a_runner_killed_mid_task_fails_the_waiting_ask_within_two_seconds() {
 #[test]
 fn a_restarted_runner_fails_what_a_dead_one_had_claimed_and_never_drops_it() {
     let env = Env::new();
-    let gated = env.gated_agent();
-    let args: Vec<&str> = gated.iter().map(String::as_str).collect();
-    env.start("g", &args);
-    let id = env
-        .run(["send", "g", "work"])
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
+    env.start_gated("g");
+    let id = env.send("g", "work");
     wait_until("the task runs", secs(10), || env.started_count() == 1);
     signal(env.runner_pid("g") as u32, Signal::SIGKILL);
     wait_until("the runner is gone", secs(10), || {
         !runner_alive(&env.agent_dir("g").join("lock"))
     });
     assert!(!env.task_dir(&id).join("done.json").exists());
-    env.start("g", &args);
+    env.start_gated("g");
     let done = env.done_json(&id);
     assert_eq!(done["state"], "agent_lost");
     assert!(done["error"].as_str().unwrap().contains("not re-run"));
@@ -115,9 +106,7 @@ fn timeout_exits_3_and_the_runner_cancels_the_task() {
 #[test]
 fn ctrl_c_on_ask_cancels_the_running_task() {
     let env = Env::new();
-    let gated = env.gated_agent();
-    let args: Vec<&str> = gated.iter().map(String::as_str).collect();
-    env.start("g", &args);
+    env.start_gated("g");
     let mut ask = env
         .cmd(["ask", "g", "work"])
         .stdout(Stdio::null())
@@ -141,12 +130,7 @@ fn ctrl_c_on_ask_cancels_the_running_task() {
 fn hand_corrupted_protocol_files_are_reported_never_a_panic() {
     let env = Env::new();
     env.start("sh1", &[]);
-    let id = env
-        .run(["send", "sh1", "echo x"])
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
+    let id = env.send("sh1", "echo x");
     env.run(["wait", &id]).ok();
     // done.json
     fs::write(env.task_dir(&id).join("done.json"), "{not json").unwrap();
@@ -229,12 +213,7 @@ fn unsafe_state_folders_are_refused_with_the_reason() {
 fn a_symlink_planted_as_a_protocol_file_is_not_followed() {
     let env = Env::new();
     env.start("sh1", &[]);
-    let id = env
-        .run(["send", "sh1", "echo x"])
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
+    let id = env.send("sh1", "echo x");
     env.run(["wait", &id]).ok();
     let secret = env.path("secret.json");
     fs::write(

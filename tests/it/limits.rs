@@ -34,45 +34,48 @@ impl Drop for Sysctl {
 fn exhausted_inotify_limits_name_the_setting_or_fall_back() {
     let env = Env::new();
     env.start("sh1", &[]);
+    env.start("off", &[]);
+    env.run(["agent", "stop", "off"]).ok();
     let file = env.path("p.md");
     fs::write(&file, "@sh1 echo hi").unwrap();
     {
         let Some(_watches) = Sysctl::set("/proc/sys/fs/inotify/max_user_watches", "0") else {
             return;
         };
-        // A caller cannot watch its task: a clear error naming the setting, nothing left queued.
-        let out = env.run(["ask", "sh1", "echo hi"]).expect(2);
-        assert!(
-            out.stderr.contains("fs.inotify.max_user_watches"),
-            "{}",
-            out.stderr
+        // A caller of a baton runner needs no watch (the runner's socket wakes it), and the
+        // runner, unable to watch the task's folder, falls back to checking once a second.
+        assert_eq!(
+            env.run(["ask", "sh1", "echo fallback"]).ok().stdout,
+            "fallback\n"
         );
-        let out = env.run([&file]).expect(2);
-        assert!(
-            out.stderr.contains("fs.inotify.max_user_watches"),
-            "{}",
-            out.stderr
-        );
-        assert_eq!(fs::read_to_string(&file).unwrap(), "@sh1 echo hi");
-        // The running runner cannot watch a task's folder either: it falls back and answers.
-        let id = env
-            .run(["send", "sh1", "echo fallback"])
-            .ok()
-            .stdout
-            .trim()
-            .to_string();
-        wait_until("the runner answers without a watch", secs(10), || {
-            env.task_dir(&id).join("done.json").exists()
-        });
-        assert_eq!(env.run(["result", &id]).ok().stdout, "fallback\n");
+        env.run([&file]).ok();
+        assert_eq!(fs::read_to_string(&file).unwrap(), "@sh1 replied:\nhi\n");
         let log = fs::read_to_string(env.agent_dir("sh1").join("log")).unwrap();
         assert!(log.contains("once a second instead"), "{log}");
+        // A caller that has to watch the folder (no runner to wake it) says which setting to
+        // raise, and takes its task back.
+        let out = env.run(["ask", "off", "echo hi", "--queue"]).expect(2);
+        assert!(
+            out.stderr.contains("fs.inotify.max_user_watches")
+                && !out.stderr.contains("disk is full"),
+            "{}",
+            out.stderr
+        );
+        assert!(env.inbox("off", "new").is_empty());
+        // A runner cannot start without its inbox watch.
+        let out = env.run(["agent", "start", "other"]).expect(2);
+        assert!(
+            out.stderr.contains("fs.inotify.max_user_watches"),
+            "{}",
+            out.stderr
+        );
     }
     {
         let Some(_instances) = Sysctl::set("/proc/sys/fs/inotify/max_user_instances", "0") else {
             return;
         };
-        let out = env.run(["ask", "sh1", "echo hi"]).expect(2);
+        assert_eq!(env.run(["ask", "sh1", "echo still"]).ok().stdout, "still\n");
+        let out = env.run(["ask", "off", "echo hi", "--queue"]).expect(2);
         assert!(
             out.stderr.contains("fs.inotify.max_user_instances"),
             "{}",
@@ -85,7 +88,7 @@ fn exhausted_inotify_limits_name_the_setting_or_fall_back() {
             out.stderr
         );
     }
-    assert!(env.inbox("sh1", "new").is_empty());
+    assert!(env.inbox("off", "new").is_empty());
     assert_eq!(
         env.run(["ask", "sh1", "echo back to normal"]).ok().stdout,
         "back to normal\n"

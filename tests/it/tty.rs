@@ -123,9 +123,7 @@ fn assert_terminal_restored(env: &Env) {
 #[test]
 fn ctrl_c_is_read_as_a_key_cancels_and_restores_the_terminal() {
     let env = Env::new();
-    let gated = env.gated_agent();
-    let args: Vec<&str> = gated.iter().map(String::as_str).collect();
-    env.start("g", &args);
+    env.start_gated("g");
     let text = "@g a prompt\nthat must survive";
     let file = env.path("prompt.md");
     fs::write(&file, text).unwrap();
@@ -149,9 +147,7 @@ fn ctrl_c_is_read_as_a_key_cancels_and_restores_the_terminal() {
 #[test]
 fn success_on_a_terminal_writes_the_answer_and_restores_the_terminal() {
     let env = Env::new();
-    let gated = env.gated_agent();
-    let args: Vec<&str> = gated.iter().map(String::as_str).collect();
-    env.start("g", &args);
+    env.start_gated("g");
     let file = env.path("prompt.md");
     fs::write(&file, "@g echo me").unwrap();
     let tmux = Tmux::start(&env, &pane_script(&env, &file, ""));
@@ -239,9 +235,7 @@ fn failure_on_a_terminal_then_edit_opens_the_real_editor_in_the_same_process() {
 #[test]
 fn detach_leaves_the_task_running_and_the_file_intact() {
     let env = Env::new();
-    let gated = env.gated_agent();
-    let args: Vec<&str> = gated.iter().map(String::as_str).collect();
-    env.start("g", &args);
+    env.start_gated("g");
     let file = env.path("prompt.md");
     fs::write(&file, "@g later").unwrap();
     let tmux = Tmux::start(&env, &pane_script(&env, &file, ""));
@@ -260,9 +254,7 @@ fn detach_leaves_the_task_running_and_the_file_intact() {
 #[test]
 fn a_signal_while_waiting_on_a_terminal_restores_it() {
     let env = Env::new();
-    let gated = env.gated_agent();
-    let args: Vec<&str> = gated.iter().map(String::as_str).collect();
-    env.start("g", &args);
+    env.start_gated("g");
     let file = env.path("prompt.md");
     fs::write(&file, "@g hold").unwrap();
     let tmux = Tmux::start(&env, &pane_script(&env, &file, ""));

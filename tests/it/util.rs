@@ -244,6 +244,22 @@ impl Env {
         ]
     }
 
+    /// Starts (or restarts) agent `name` as a gated agent (see `gated_agent`).
+    pub fn start_gated(&self, name: &str) {
+        let args = self.gated_agent();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.start(name, &args);
+    }
+
+    /// `baton send AGENT PROMPT`, returning the task id.
+    pub fn send(&self, agent: &str, prompt: &str) -> String {
+        self.run(["send", agent, prompt])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    }
+
     /// How many tasks the gated agent has started.
     pub fn started_count(&self) -> usize {
         fs::read_to_string(self.path("started"))
