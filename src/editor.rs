@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
-use crate::commands::{self, Answer};
+use crate::commands::{self, Answer, DETACHED};
 use crate::deliver::Request;
 use crate::directive;
 use crate::exit::{Exit, Failure, Result};
@@ -25,8 +25,6 @@ use crate::store::{self, AgentPaths, Store};
 use crate::term::Tty;
 use crate::wait::Pending;
 
-/// The prefix of the message for a detached wait.
-pub const DETACHED: &str = "detached";
 
 pub struct EditArgs {
     /// The file to edit (the last argument).

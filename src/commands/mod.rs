@@ -20,6 +20,9 @@ use crate::term::Tty;
 use crate::wait::{self, End, Pending};
 use crate::{lock, time};
 
+/// How the message of a detached wait begins (editor mode tells it from a cancellation by it).
+pub const DETACHED: &str = "detached";
+
 /// A finished task and its answer.
 pub struct Answer {
     pub agent: String,
@@ -174,7 +177,7 @@ pub fn await_answers(
         End::Detach => Err(Failure::msg(
             Exit::Cancelled,
             format!(
-                "detached; the task keeps running: `baton wait {0}` or `baton result {0}`",
+                "{DETACHED}; the task keeps running: `baton wait {0}` or `baton result {0}`",
                 ids()
             ),
         )),

@@ -1,0 +1,94 @@
+//! The runner's side of the control socket: `ping`, `cancel`, `reset`, and the callers that
+//! `watch` a task until it finishes.
+
+use super::Runner;
+use crate::control::{Incoming, Reply, Request};
+use crate::protocol::State;
+use crate::{deliver, store};
+
+impl Runner<'_> {
+    /// Answers every pending control request; keeps the `watch` ones until their task ends.
+    pub(super) fn serve_control(&mut self) {
+        for incoming in self.control.accept() {
+            match &incoming.request {
+                Ok(Request::Watch { task }) => {
+                    let task = task.clone();
+                    let finished = store::validate_task_id(&task).is_err()
+                        || store::exists(&self.store.task_dir(&task).join("done.json"));
+                    if finished {
+                        incoming.reply(&Reply::Finished { task });
+                    } else {
+                        self.watchers.push((task, incoming));
+                    }
+                }
+                Ok(Request::Finished { task }) => {
+                    let task = task.clone();
+                    self.wake(&task);
+                    incoming.reply(&Reply::Noted);
+                }
+                _ => {
+                    let reply = self.control_reply(&incoming);
+                    incoming.reply(&reply);
+                }
+            }
+        }
+    }
+
+    /// Tells every caller watching `task` that it has finished.
+    pub(super) fn wake(&mut self, task: &str) {
+        let (woken, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.watchers)
+            .into_iter()
+            .partition(|(t, _)| t == task);
+        self.watchers = rest;
+        for (task, incoming) in woken {
+            incoming.reply(&Reply::Finished { task });
+        }
+    }
+
+    fn control_reply(&mut self, incoming: &Incoming) -> Reply {
+        match &incoming.request {
+            Err(message) => Reply::Error {
+                message: message.clone(),
+            },
+            Ok(Request::Watch { .. } | Request::Finished { .. }) => Reply::Error {
+                message: "handled by serve_control".into(),
+            },
+            Ok(Request::Ping) => Reply::Pong {
+                status: self.status.clone(),
+            },
+            Ok(Request::Reset) if self.status.current_task.is_some() => Reply::Error {
+                message: format!(
+                    "agent {} is busy ({}); cancel the task or wait, then reset",
+                    self.paths.name(),
+                    self.status.current_task.as_deref().unwrap_or_default()
+                ),
+            },
+            Ok(Request::Reset) => match self.driver.reset(&self.sigs) {
+                Ok(what) => {
+                    self.say(&format!("reset: {what}"));
+                    if let Some(summary) = self.driver.summary() {
+                        self.status.context_summary = summary;
+                    }
+                    let _ = self.write_status();
+                    Reply::Reset { summary: what }
+                }
+                Err(message) => Reply::Error { message },
+            },
+            Ok(Request::Cancel { task }) if self.status.current_task.as_deref() == Some(task) => {
+                self.cancel_current = true;
+                Reply::Cancelling { task: task.clone() }
+            }
+            Ok(Request::Cancel { task }) => {
+                let queued = store::validate_task_id(task).is_ok()
+                    && deliver::withdraw_or_cancel(self.store, &self.paths, task, State::Cancelled)
+                        .is_ok_and(|s| s == deliver::Stopped::Withdrawn);
+                if queued {
+                    self.wake(task);
+                    Reply::Cancelling { task: task.clone() }
+                } else {
+                    Reply::NotRunning { task: task.clone() }
+                }
+            }
+        }
+    }
+}
