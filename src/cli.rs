@@ -116,8 +116,9 @@ enum Cmd {
     Demo,
     /// Switch this terminal to a tmux agent's window (switch-client inside tmux, else attach).
     Attach { name: String },
-    /// What Claude Code's hooks run inside an agent: claude-prompt, claude-stop,
-    /// claude-stop-failure, claude-notification (the event's JSON on stdin). Always exits 0.
+    /// What Claude Code's hooks run inside an agent: claude-session-start, claude-prompt,
+    /// claude-stop, claude-stop-failure, claude-notification (the event's JSON on stdin).
+    /// Always exits 0.
     Hook { kind: String },
     /// Merge baton's hooks into Claude Code's settings.json, and print the editor line.
     Install {
@@ -172,7 +173,8 @@ struct SpecArgs {
     #[arg(long, default_value = "baton")]
     tmux_session: String,
     /// exec: the command run per task. shell: the shell (default: bash, else sh). claude: extra
-    /// arguments for `claude`. tmux: the command in the window (default: claude).
+    /// arguments for `claude`. tmux: the command in the window (default: claude; arguments that
+    /// start with `-` are given to claude).
     #[arg(last = true)]
     command: Vec<String>,
 }

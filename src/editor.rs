@@ -25,7 +25,6 @@ use crate::store::{self, AgentPaths, Store};
 use crate::term::Tty;
 use crate::wait::Pending;
 
-
 pub struct EditArgs {
     /// The file to edit (the last argument).
     pub file: PathBuf,
