@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Driver, Outcome, Piped, Setup, TaskCtx};
 use crate::signals::Signals;
-use crate::{spawn, store};
+use crate::store;
 
 /// What the agent's session is, kept in `agents/<name>/claude.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -189,17 +189,13 @@ impl Driver for Claude {
 
     fn kill(&mut self, sigs: &Signals) {
         self.output = None;
-        if let Some(mut proc) = self.proc.take() {
-            spawn::kill_group(&mut proc.child, sigs);
+        if let Some(proc) = self.proc.take() {
+            proc.kill(sigs);
         }
     }
 
     fn idle_check(&mut self) {
-        if let Some(proc) = self.proc.as_mut() {
-            if matches!(proc.child.try_wait(), Ok(Some(_))) {
-                self.proc = None;
-            }
-        }
+        Piped::forget_if_exited(&mut self.proc);
     }
 
     fn summary(&self) -> Option<String> {
@@ -220,10 +216,7 @@ impl Driver for Claude {
     }
 
     fn shutdown(&mut self, sigs: &Signals) {
-        if let Some(mut proc) = self.proc.take() {
-            // Closing stdin ends a headless session cleanly; the group is killed if it lingers.
-            drop(proc.stdin);
-            spawn::kill_group(&mut proc.child, sigs);
-        }
+        // SIGTERM lets Claude Code save its session; SIGKILL follows if it lingers.
+        self.kill(sigs);
     }
 }

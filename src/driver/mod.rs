@@ -182,4 +182,20 @@ impl Piped {
     pub fn ended(&mut self) -> bool {
         self.eof || matches!(self.child.try_wait(), Ok(Some(_)))
     }
+
+    /// Ends the child's process group (see `spawn::kill_group`).
+    pub fn kill(mut self, sigs: &Signals) {
+        crate::spawn::kill_group(&mut self.child, sigs);
+    }
+
+    /// Forgets a child that has exited on its own (noticed while idle), so that the next task
+    /// starts a fresh one.
+    pub fn forget_if_exited(slot: &mut Option<Piped>) {
+        if slot
+            .as_mut()
+            .is_some_and(|p| matches!(p.child.try_wait(), Ok(Some(_))))
+        {
+            *slot = None;
+        }
+    }
 }

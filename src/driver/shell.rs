@@ -19,7 +19,7 @@ use std::os::fd::BorrowedFd;
 
 use super::{outcome, Driver, Outcome, Piped, Setup, TaskCtx};
 use crate::signals::Signals;
-use crate::{spawn, store};
+use crate::store;
 
 pub struct Shell {
     program: Vec<String>,
@@ -154,17 +154,13 @@ impl Driver for Shell {
 
     fn kill(&mut self, sigs: &Signals) {
         self.nonce = None;
-        if let Some(mut proc) = self.proc.take() {
-            spawn::kill_group(&mut proc.child, sigs);
+        if let Some(proc) = self.proc.take() {
+            proc.kill(sigs);
         }
     }
 
     fn idle_check(&mut self) {
-        if let Some(proc) = self.proc.as_mut() {
-            if matches!(proc.child.try_wait(), Ok(Some(_))) {
-                self.proc = None;
-            }
-        }
+        Piped::forget_if_exited(&mut self.proc);
     }
 
     fn shutdown(&mut self, sigs: &Signals) {
