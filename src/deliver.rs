@@ -152,32 +152,46 @@ pub fn stop_task(
     Ok(stopped)
 }
 
-/// The inbox entry in `dir` that names `task_id`.
-pub fn find_entry(dir: &std::path::Path, task_id: &str) -> Result<Option<String>> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("listing", dir, e)),
-    };
-    Ok(rd
+/// The well-formed entries of an inbox folder as (entry name, task id), in claiming order
+/// (priority, then time).
+fn list_inbox(dir: &std::path::Path) -> io::Result<Vec<(String, String)>> {
+    let mut entries: Vec<(String, String)> = fs::read_dir(dir)?
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())
-        .find(|n| protocol::parse_inbox_entry(n) == Some(task_id)))
+        .filter_map(|n| protocol::parse_inbox_entry(&n).map(|id| (n.clone(), id.to_string())))
+        .collect();
+    entries.sort();
+    Ok(entries)
+}
+
+/// The entries of an inbox folder that must exist (a runner's own), in claiming order.
+pub fn inbox_entries(dir: &std::path::Path) -> Result<Vec<(String, String)>> {
+    list_inbox(dir).during("listing", dir)
+}
+
+/// The inbox entry in `dir` that names `task_id`.
+pub fn find_entry(dir: &std::path::Path, task_id: &str) -> Result<Option<String>> {
+    match list_inbox(dir) {
+        Ok(entries) => Ok(entries
+            .into_iter()
+            .find(|(_, id)| id == task_id)
+            .map(|(name, _)| name)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("listing", dir, e)),
+    }
+}
+
+/// True if `task_id` still waits in `agent`'s inbox (no runner has claimed it).
+pub fn is_queued(agent: &AgentPaths, task_id: &str) -> bool {
+    find_entry(&agent.inbox_new, task_id)
+        .ok()
+        .flatten()
+        .is_some()
 }
 
 /// Counts the well-formed entries of an inbox folder.
 pub fn queue_depth(dir: &std::path::Path) -> usize {
-    fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter(|e| {
-                    e.file_name()
-                        .to_str()
-                        .is_some_and(|n| protocol::parse_inbox_entry(n).is_some())
-                })
-                .count()
-        })
-        .unwrap_or(0)
+    list_inbox(dir).map_or(0, |entries| entries.len())
 }
 
 /// Writes `done.json` only if none exists yet (a later writer never overwrites an outcome).

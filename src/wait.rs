@@ -246,10 +246,7 @@ fn status_line(store: &Store, pending: &[Pending]) -> String {
     let elapsed = time::human(Duration::from_millis(
         time::now_ms().saturating_sub(p.created_ms),
     ));
-    let queued = deliver::find_entry(&p.agent.inbox_new, &p.task_id)
-        .ok()
-        .flatten()
-        .is_some();
+    let queued = deliver::is_queued(&p.agent, &p.task_id);
     let state = if queued {
         "queued".to_string()
     } else {

@@ -191,10 +191,7 @@ pub fn await_answers(
         End::AgentLost(i) => {
             let p = &pending[i];
             let last = store::last_line(&p.agent.log).unwrap_or_else(|| "(empty)".into());
-            let queued = deliver::find_entry(&p.agent.inbox_new, &p.task_id)
-                .ok()
-                .flatten()
-                .is_some();
+            let queued = deliver::is_queued(&p.agent, &p.task_id);
             if queued && how.owned {
                 let _ = deliver::withdraw_or_cancel(store, &p.agent, &p.task_id, State::AgentLost);
             } else if !queued {

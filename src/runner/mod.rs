@@ -12,7 +12,7 @@
 use std::fs;
 use std::io::Write;
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 mod control_socket;
 mod setup;
@@ -223,7 +223,7 @@ impl Runner<'_> {
 
     /// Fails, as `agent_lost`, the tasks a dead runner had claimed.
     fn recover(&mut self) -> Result<()> {
-        for (entry, id) in inbox_entries(&self.paths.inbox_cur)? {
+        for (entry, id) in deliver::inbox_entries(&self.paths.inbox_cur)? {
             let done = Done::new(&id, self.paths.name(), State::AgentLost).with_error(
                 "the agent's runner stopped while this task ran; it was not re-run (it may have had effects)",
             );
@@ -291,16 +291,4 @@ impl Runner<'_> {
         }
         self.write_status()
     }
-}
-
-/// The well-formed entries of an inbox folder, in claiming order (priority, then time).
-pub fn inbox_entries(dir: &Path) -> crate::error::Result<Vec<(String, String)>> {
-    let mut entries: Vec<(String, String)> = fs::read_dir(dir)
-        .during("listing", dir)?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter_map(|n| protocol::parse_inbox_entry(&n).map(|id| (n.clone(), id.to_string())))
-        .collect();
-    entries.sort();
-    Ok(entries)
 }

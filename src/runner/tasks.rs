@@ -11,7 +11,7 @@ use inotify::WatchMask;
 use nix::libc;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
-use super::{inbox_entries, Runner};
+use super::Runner;
 use crate::driver::{Outcome, TaskCtx};
 use crate::error::{Error, IoContext};
 use crate::exit::Result;
@@ -32,7 +32,9 @@ impl Runner<'_> {
             }
             self.sync_idle_status();
             let next = if self.driver.busy().is_none() {
-                inbox_entries(&self.paths.inbox_new)?.into_iter().next()
+                deliver::inbox_entries(&self.paths.inbox_new)?
+                    .into_iter()
+                    .next()
             } else {
                 None // a person, or a dialog, has the agent: tasks wait in the inbox
             };
