@@ -216,23 +216,14 @@ enum AgentCmd {
     Reset { name: String },
 }
 
-const SUBCOMMANDS: [&str; 15] = [
-    "ask",
-    "send",
-    "wait",
-    "result",
-    "cancel",
-    "status",
-    "gc",
-    "edit",
-    "agent",
-    "demo",
-    "attach",
-    "hook",
-    "install",
-    "uninstall",
-    "help",
-];
+/// True if `word` names a subcommand (clap's list, and its `help`).
+fn is_subcommand(word: &str) -> bool {
+    use clap::CommandFactory;
+    word == "help"
+        || Cli::command()
+            .get_subcommands()
+            .any(|c| c.get_name() == word)
+}
 
 /// Editor mode: exactly one argument is not a flag, it is the last, and it names an existing
 /// file, contains `/`, or is not a subcommand.
@@ -248,9 +239,8 @@ fn editor_file(args: &[OsString]) -> Option<PathBuf> {
     }
     let s = last.to_string_lossy();
     let path = PathBuf::from(last);
-    let is_file = path.is_file();
-    let sub = SUBCOMMANDS.contains(&s.as_ref());
-    (is_file || s.contains('/') || !sub).then_some(path)
+    // Cheapest first: a caller's file (a path, or one that exists) never builds clap's command.
+    (s.contains('/') || path.is_file() || !is_subcommand(&s)).then_some(path)
 }
 
 fn env_timeout() -> Result<Option<Duration>> {
