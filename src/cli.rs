@@ -9,10 +9,12 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{self, agent, ask, status, tasks};
 use crate::editor::{self, EditArgs};
-use crate::exit::{Exit, Failure, Result, EXIT_CODES_HELP};
-use crate::runner::{DriverKind, Spec};
-use crate::store::Store;
-use crate::time::parse_duration;
+use crate::error::usage;
+use crate::exit::{Exit, EXIT_CODES_HELP};
+use crate::protocol::{DriverKind, Spec, Store};
+use crate::sys::time::parse_duration;
+
+type Result<T> = anyhow::Result<T>;
 
 const AFTER_HELP: &str = "\
 Editor mode:
@@ -63,6 +65,9 @@ enum Cmd {
         prompt: Option<String>,
         #[arg(long)]
         queue: bool,
+        /// Print one JSON object per task instead of its id.
+        #[arg(long)]
+        json: bool,
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=9))]
         priority: u8,
         /// The runner gives up on the task after this long.
@@ -200,14 +205,15 @@ enum AgentCmd {
     Run {
         #[command(flatten)]
         spec: SpecArgs,
-        #[arg(long, hide = true)]
-        notify_ready: bool,
     },
     /// Start the runner detached; returns once it holds its lock.
     Start {
         #[command(flatten)]
         spec: SpecArgs,
     },
+    /// Run a runner from the spec (JSON) on standard input: what `agent start` runs, detached.
+    #[command(hide = true)]
+    Serve,
     /// Stop a runner (SIGTERM; a task in flight ends as cancelled).
     Stop { name: String },
     /// List agents and whether their runner is alive.
@@ -247,7 +253,7 @@ fn env_timeout() -> Result<Option<Duration>> {
     match std::env::var("BATON_TIMEOUT") {
         Ok(v) if !v.trim().is_empty() => parse_duration(&v)
             .map(Some)
-            .map_err(|e| Failure::msg(Exit::Usage, format!("BATON_TIMEOUT: {e}"))),
+            .map_err(|e| usage(format!("BATON_TIMEOUT: {e}"))),
         _ => Ok(None),
     }
 }
@@ -333,15 +339,19 @@ fn dispatch(cmd: Cmd) -> Result<Exit> {
             agents,
             prompt,
             queue,
+            json,
             priority,
             timeout,
         } => ask::send(
             &Store::open()?,
-            &agents,
-            prompt.as_deref(),
-            queue,
-            priority,
-            timeout,
+            ask::AskArgs {
+                agents,
+                prompt,
+                timeout,
+                json,
+                queue,
+                priority,
+            },
         ),
         Cmd::Wait {
             tasks: ids,
@@ -353,10 +363,12 @@ fn dispatch(cmd: Cmd) -> Result<Exit> {
         Cmd::Status { json } => status::status(&Store::open()?, json),
         Cmd::Gc { older_than } => tasks::gc(&Store::open()?, older_than),
         Cmd::Agent { command } => match command {
-            AgentCmd::Run { spec, notify_ready } => {
-                agent::run(&Store::open()?, &spec.into(), notify_ready)
-            }
+            AgentCmd::Run { spec } => agent::run(&Store::open()?, &spec.into(), false),
             AgentCmd::Start { spec } => agent::start(&Store::open()?, &spec.into()),
+            AgentCmd::Serve => {
+                let spec = crate::runner::start::read_spec_from_stdin()?;
+                agent::run(&Store::open()?, &spec, true)
+            }
             AgentCmd::Stop { name } => agent::stop(&Store::open()?, &name),
             AgentCmd::List => agent::list(&Store::open()?),
             AgentCmd::Reset { name } => agent::reset(&Store::open()?, &name),

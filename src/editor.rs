@@ -1,29 +1,35 @@
 //! Editor mode: `baton FILE`, as Claude Code (Ctrl-G), git and anything that runs `$EDITOR FILE`
-//! call it. A prompt that starts with `@agent` is delegated and the answer written into the file;
-//! anything else is handed to the real editor by `exec`, so the PID the caller waits on is kept.
+//! call it. A prompt that starts with `@agent` is delegated through the coordinator and the
+//! answer written into the file; anything else is handed to the real editor by `exec`, so the
+//! PID the caller waits on is kept. An entry point beside the commands: it parses the file and
+//! prints, the coordinator delegates.
 //!
 //! The invariant of this module: the file is written once, atomically, and only with a complete
 //! answer. Every other way out (failure, signal, key, panic) leaves it byte for byte as it was.
+//! Only regular files are read (a FIFO or a device is refused untouched), and at most
+//! `MAX_PROMPT_FILE` bytes of them.
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout};
+use anyhow::Context;
 
-use crate::commands::{self, Answer, DETACHED};
-use crate::deliver::Request;
+use crate::coordinator::{self, Caller, Plan};
 use crate::directive;
-use crate::exit::{Exit, Failure, Result};
-use crate::protocol::State;
-use crate::signals::Signals;
-use crate::store::{self, AgentPaths, Store};
-use crate::term::Tty;
-use crate::wait::Pending;
+use crate::error::{usage, Error};
+use crate::exit::{self, Exit};
+use crate::poll::Poll;
+use crate::protocol::{State, Store, TaskEnd};
+use crate::sys::signals::Signals;
+use crate::sys::term::Tty;
+
+/// The largest prompt file editor mode reads (16 MiB).
+pub const MAX_PROMPT_FILE: u64 = 16 << 20;
 
 pub struct EditArgs {
     /// The file to edit (the last argument).
@@ -35,26 +41,23 @@ pub struct EditArgs {
     pub timeout: Option<Duration>,
 }
 
-pub fn run(args: EditArgs) -> Result<Exit> {
+pub fn run(args: EditArgs) -> anyhow::Result<Exit> {
     let inside_agent = std::env::var_os("BATON_AGENT").is_some_and(|v| !v.is_empty());
     if inside_agent {
         // An agent that runs `git commit` must not delegate to itself (or wait on a peer).
         return passthrough(&args.passthrough);
     }
-    let original = fs::read(&args.file).map_err(|e| {
-        Failure::msg(
-            Exit::Usage,
-            format!("reading the prompt file {}: {e}", args.file.display()),
-        )
-    })?;
-    let text = String::from_utf8_lossy(&original);
-    let prompt = directive::prompt_region(&text);
+    let Some(original) = read_prompt_file(&args.file)? else {
+        // A file that does not exist yet: the editor creates it, as with any editor.
+        return passthrough(&args.passthrough);
+    };
+    let prompt = directive::prompt_region(&original);
     let (store, agents, task) = match &args.agent {
-        Some(name) => {
-            let store = Store::open()?;
-            let agents = commands::resolve_agents(&store, std::slice::from_ref(name))?;
-            (store, agents, prompt.trim().to_string())
-        }
+        Some(name) => (
+            Store::open()?,
+            vec![name.clone()],
+            prompt.trim_ascii().to_vec(),
+        ),
         None => {
             if !directive::may_route(prompt) {
                 return passthrough(&args.passthrough);
@@ -62,52 +65,135 @@ pub fn run(args: EditArgs) -> Result<Exit> {
             let store = Store::open()?;
             let known = |n: &str| store.agent(n).ok().flatten().is_some();
             let Some(d) = directive::parse(prompt, known) else {
+                refuse_a_typo(&store, prompt)?;
                 return passthrough(&args.passthrough);
             };
-            let agents = commands::resolve_agents(&store, &d.agents)?;
-            (store, agents, d.task)
+            (store, d.agents, d.task)
         }
     };
-    if task.trim().is_empty() {
-        let names: Vec<String> = agents.iter().map(|a| format!("@{}", a.name())).collect();
-        return Err(Failure::msg(
-            Exit::Usage,
-            format!(
-                "nothing to send to {}: the prompt is empty",
-                names.join(" ")
-            ),
-        ));
+    if task.trim_ascii().is_empty() {
+        let names: Vec<String> = agents.iter().map(|a| format!("@{a}")).collect();
+        return Err(usage(format!(
+            "nothing to send to {}: the prompt is empty",
+            names.join(" ")
+        )));
     }
-    delegate(&store, &agents, &task, &args)
+    let plan = Plan {
+        agents,
+        prompt: task,
+        priority: 5,
+        timeout: args.timeout,
+        queue: false,
+        wait: true,
+    };
+    delegate(&store, &plan, &args)
 }
 
-/// Delivers, waits and writes the answer; on a terminal, offers retry / edit / back on failure.
-fn delegate(store: &Store, agents: &[AgentPaths], task: &str, args: &EditArgs) -> Result<Exit> {
-    let sigs = commands::installed_signals()?;
-    let mut tty = Tty::open();
+/// The file's bytes; `None` if it does not exist. Refuses what is not a regular file (a FIFO, a
+/// device, a link to one) and files larger than `MAX_PROMPT_FILE`, leaving them untouched.
+fn read_prompt_file(file: &Path) -> anyhow::Result<Option<Vec<u8>>> {
+    let meta = match fs::metadata(file) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(usage(format!(
+                "reading the prompt file {}: {e}",
+                file.display()
+            )))
+        }
+    };
+    if !meta.is_file() {
+        return Err(usage(format!(
+            "{} is not a regular file (a FIFO, a device or a folder): baton edits only regular files, and left it untouched",
+            file.display()
+        )));
+    }
+    let mut bytes = Vec::new();
+    fs::File::open(file)
+        .and_then(|f| f.take(MAX_PROMPT_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| usage(format!("reading the prompt file {}: {e}", file.display())))?;
+    if bytes.len() as u64 > MAX_PROMPT_FILE {
+        return Err(usage(format!(
+            "{} is larger than {} MiB, the most editor mode reads; it was left untouched",
+            file.display(),
+            MAX_PROMPT_FILE >> 20
+        )));
+    }
+    Ok(Some(bytes))
+}
+
+/// `@plannign` one typo away from a known agent is a mistake, not a file mention: refuse it
+/// (the prompt stays as it is) rather than open the editor without a word.
+fn refuse_a_typo(store: &Store, prompt: &[u8]) -> anyhow::Result<()> {
+    let Some(name) = directive::first_name(prompt) else {
+        return Ok(());
+    };
+    let agents = store.agent_names().unwrap_or_default();
+    match crate::suggest::closest(name, agents.iter().map(String::as_str)) {
+        Some(near) => Err(usage(format!(
+            "unknown agent @{name}: did you mean @{near}? The prompt is unchanged"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// How one attempt at delegating ended, when it did not deliver an answer.
+enum Failed {
+    /// A task ended without success.
+    Ended(TaskEnd),
+    /// Delegation could not happen.
+    Error(anyhow::Error),
+}
+
+impl Failed {
+    fn message(&self) -> String {
+        match self {
+            Failed::Ended(end) => failure_message(end),
+            Failed::Error(e) => format!("{e:#}"),
+        }
+    }
+
+    /// Ends the program: the reason on stderr (by `main` for an error), its exit code.
+    fn exit(self) -> anyhow::Result<Exit> {
+        match self {
+            Failed::Ended(end) => {
+                eprintln!("baton: {}", failure_message(&end));
+                Ok(exit::of_state(end.state))
+            }
+            Failed::Error(e) => Err(e),
+        }
+    }
+}
+
+/// Delegates, waits and writes the answer; on a terminal, offers retry / edit / back on failure.
+fn delegate(store: &Store, plan: &Plan, args: &EditArgs) -> anyhow::Result<Exit> {
+    let mut caller = Caller::new(true)?;
     loop {
-        let failure = match attempt(store, agents, task, args.timeout, &sigs, tty.as_mut()) {
-            Ok(answers) => match answers.iter().find(|a| a.done.state != State::Ok) {
+        let failed = match coordinator::delegate(store, plan, &mut caller) {
+            Ok(mut ends) => match ends.iter().position(|e| !e.is_ok()) {
+                Some(i) => Failed::Ended(ends.swap_remove(i)),
                 None => {
                     crate::test_hooks::pause_point(crate::test_hooks::BEFORE_WRITE);
-                    write_answer(&args.file, &answers)?;
+                    write_answer(&args.file, &ends)?;
                     return Ok(Exit::Ok);
                 }
-                Some(a) => failure_of(a),
             },
-            Err(f) => f,
+            Err(e) => Failed::Error(e),
         };
+        let Caller { sigs, tty } = &mut caller;
         let Some(t) = tty.as_mut() else {
-            return Err(failure);
+            return failed.exit();
         };
-        let message = failure.to_string();
-        if failure.exit == Exit::Cancelled && !message.starts_with(DETACHED) {
-            return Err(failure); // Ctrl-C or a signal: the person wants out now
-        }
-        if message.starts_with(DETACHED) {
-            t.say(&format!("baton: {message}\r\npress any key to go back"));
-            let _ = read_choice(t, &sigs);
-            return Err(failure);
+        let message = failed.message();
+        match &failed {
+            // Ctrl-C or a signal: the person wants out now.
+            Failed::Ended(end) if end.state == State::Cancelled => return failed.exit(),
+            Failed::Ended(end) if end.state == State::Detached => {
+                t.say(&format!("baton: {message}\r\npress any key to go back"));
+                let _ = read_choice(t, sigs);
+                return failed.exit();
+            }
+            _ => {}
         }
         let editor = real_editor()
             .map(|e| e[0].clone())
@@ -115,61 +201,30 @@ fn delegate(store: &Store, agents: &[AgentPaths], task: &str, args: &EditArgs) -
         t.say(&format!(
             "baton: {message}\r\n[r] retry   [e] edit the prompt in {editor}   [any other key] back (the prompt is unchanged)"
         ));
-        match read_choice(t, &sigs) {
+        match read_choice(t, sigs) {
             Some(b'r') | Some(b'R') => continue,
             Some(b'e') | Some(b'E') => {
                 t.restore();
                 return passthrough(&args.passthrough);
             }
-            _ => return Err(failure),
+            _ => return failed.exit(),
         }
     }
 }
 
-fn attempt(
-    store: &Store,
-    agents: &[AgentPaths],
-    task: &str,
-    timeout: Option<Duration>,
-    sigs: &Signals,
-    tty: Option<&mut Tty>,
-) -> Result<Vec<Answer>> {
-    commands::require_live(agents)?;
-    let req = Request {
-        prompt: task.as_bytes(),
-        priority: 5,
-        timeout,
-    };
-    let delivered = commands::deliver_all(store, agents, &req)?;
-    let mut pending: Vec<Pending> = commands::pending_for(&delivered, agents);
-    commands::await_answers(
-        store,
-        &mut pending,
-        sigs,
-        &commands::How {
-            deadline: commands::deadline(timeout),
-            watch_liveness: true,
-            owned: true,
-        },
-        tty,
-    )
-}
-
-fn failure_of(a: &Answer) -> Failure {
-    let last = String::from_utf8_lossy(&a.answer)
+/// What a failed end says: the agent, the state, the reason and the last line of output.
+fn failure_message(end: &TaskEnd) -> String {
+    let last = String::from_utf8_lossy(&end.answer)
         .lines()
         .rev()
         .find(|l| !l.trim().is_empty())
         .map(|l| format!(" (last output: {})", l.trim()))
         .unwrap_or_default();
-    Failure::msg(
-        a.done.state.exit(),
-        format!(
-            "agent {} {}: {}{last}",
-            a.agent,
-            a.done.state.as_str(),
-            a.done.error.as_deref().unwrap_or("no reason given")
-        ),
+    format!(
+        "agent {} {}: {}{last}",
+        end.agent,
+        end.state.as_str(),
+        end.error.as_deref().unwrap_or("no reason given")
     )
 }
 
@@ -179,12 +234,13 @@ fn read_choice(tty: &mut Tty, sigs: &Signals) -> Option<u8> {
         if sigs.take().is_some() {
             return None;
         }
-        let mut fds = [
-            PollFd::new(sigs.fd(), PollFlags::POLLIN),
-            PollFd::new(tty.fd(), PollFlags::POLLIN),
-        ];
-        let _ = nix::poll::poll(&mut fds, PollTimeout::NONE);
-        let key_ready = fds[1].revents().is_some_and(|r| !r.is_empty());
+        let key_ready = {
+            let mut poll = Poll::new();
+            poll.add(sigs.fd());
+            let key = poll.add(tty.fd());
+            let _ = poll.wait(None);
+            poll.ready(key)
+        };
         sigs.drain();
         if key_ready {
             return tty.read_keys().first().copied();
@@ -211,75 +267,61 @@ fn is_git_file(file: &Path) -> bool {
 
 /// The text written into the file: each answer headed by the agent that gave it (but a lone
 /// answer into one of git's files is written as it is).
-pub fn format_answers(answers: &[Answer], headed: bool) -> Vec<u8> {
+pub fn format_answers(ends: &[TaskEnd], headed: bool) -> Vec<u8> {
     let mut out = Vec::new();
-    for (i, a) in answers.iter().enumerate() {
+    for (i, end) in ends.iter().enumerate() {
         if i > 0 {
             out.extend_from_slice(b"\n");
         }
-        if headed || answers.len() > 1 {
-            out.extend_from_slice(format!("@{} replied:\n", a.agent).as_bytes());
+        if headed || ends.len() > 1 {
+            out.extend_from_slice(format!("@{} replied:\n", end.agent).as_bytes());
         }
-        let body = a.answer.trim_ascii_end();
-        out.extend_from_slice(body);
+        out.extend_from_slice(end.answer.trim_ascii_end());
         out.push(b'\n');
     }
     out
 }
 
-/// Replaces the file's content with the answers, atomically, keeping its permissions.
-fn write_answer(file: &Path, answers: &[Answer]) -> Result<()> {
+/// Replaces the file's content with the answers, atomically, keeping its permissions. On
+/// failure the file is unchanged and the answers stay in their task folders.
+fn write_answer(file: &Path, ends: &[TaskEnd]) -> anyhow::Result<()> {
     let target = fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
     let dir = target
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let ids: Vec<&str> = answers.iter().map(|a| a.task_id.as_str()).collect();
-    let fail = |what: String| {
-        Failure::msg(
-            Exit::Usage,
-            format!(
-                "{what}; the prompt is unchanged and the answer is kept: `baton result {}`",
-                ids.join(" ")
-            ),
+    let ids: Vec<String> = ends.iter().map(|e| e.task_id.to_string()).collect();
+    let kept = || {
+        format!(
+            "the prompt is unchanged and the answer is kept: `baton result {}`",
+            ids.join(" ")
         )
     };
     let perms = fs::metadata(&target).map(|m| m.permissions()).ok();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".baton-")
-        .tempfile_in(dir)
-        .map_err(|e| {
-            fail(format!(
-                "writing the answer next to {}: {e}",
-                target.display()
-            ))
-        })?;
-    tmp.write_all(&format_answers(answers, !is_git_file(file)))
-        .map_err(|e| {
-            fail(format!(
-                "writing the answer next to {}: {e}",
-                target.display()
-            ))
-        })?;
-    if let Some(p) = perms {
-        let _ = fs::set_permissions(tmp.path(), p);
-    }
-    tmp.persist(&target)
-        .map_err(|e| fail(format!("replacing {}: {}", target.display(), e.error)))?;
-    Ok(())
+    let written = (|| -> std::io::Result<()> {
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".baton-")
+            .tempfile_in(dir)?;
+        tmp.write_all(&format_answers(ends, !is_git_file(file)))?;
+        if let Some(p) = perms {
+            let _ = fs::set_permissions(tmp.path(), p);
+        }
+        tmp.persist(&target).map_err(|e| e.error)?;
+        Ok(())
+    })();
+    written
+        .with_context(kept)
+        .with_context(|| format!("writing the answer into {}", target.display()))
 }
 
 /// Replaces this process with the real editor on the same arguments (the PID is kept).
-pub fn passthrough(args: &[OsString]) -> Result<Exit> {
+pub fn passthrough(args: &[OsString]) -> anyhow::Result<Exit> {
     let editor = real_editor()?;
     let err = Command::new(&editor[0])
         .args(&editor[1..])
         .args(args)
         .exec();
-    Err(Failure::msg(
-        Exit::Usage,
-        format!("running the editor {}: {err}", editor[0]),
-    ))
+    Err(usage(format!("running the editor {}: {err}", editor[0])))
 }
 
 fn is_self(path: &Path) -> bool {
@@ -289,17 +331,17 @@ fn is_self(path: &Path) -> bool {
 
 /// The real editor: `$BATON_EDITOR`, else the configured one, else the first of nvim, vim, vi,
 /// nano on PATH. Never baton itself.
-pub fn real_editor() -> Result<Vec<String>> {
-    let checked = |source: &str, value: &str| -> Result<Vec<String>> {
+pub fn real_editor() -> anyhow::Result<Vec<String>> {
+    let checked = |source: &str, value: &str| -> anyhow::Result<Vec<String>> {
         let mut parts: Vec<String> = value.split_whitespace().map(String::from).collect();
         let Some(program) = parts.first() else {
-            return Err(Failure::msg(Exit::Usage, format!("{source} is empty")));
+            return Err(usage(format!("{source} is empty")));
         };
         let path = which::which(program).map_err(|_| {
-            Failure::msg(Exit::Usage, format!("{source} is {value:?}, which names no program; set it to your real editor, e.g. vim"))
+            usage(format!("{source} is {value:?}, which names no program; set it to your real editor, e.g. vim"))
         })?;
         if is_self(&path) {
-            return Err(Failure::msg(Exit::Usage, format!("{source} is {value:?}, which is baton itself; set it to your real editor, e.g. vim")));
+            return Err(usage(format!("{source} is {value:?}, which is baton itself; set it to your real editor, e.g. vim")));
         }
         parts[0] = path.to_string_lossy().into_owned();
         Ok(parts)
@@ -320,22 +362,21 @@ pub fn real_editor() -> Result<Vec<String>> {
             }
         }
     }
-    Err(Failure::msg(
-        Exit::Usage,
+    Err(usage(
         "no editor found: set BATON_EDITOR to your editor, e.g. BATON_EDITOR=vim",
     ))
 }
 
 /// `editor` from `$BATON_HOME/config.json`, if that file exists.
-fn configured_editor() -> Result<Option<String>> {
+fn configured_editor() -> anyhow::Result<Option<String>> {
     #[derive(serde::Deserialize)]
     struct Config {
         editor: Option<String>,
     }
-    let Ok(root) = store::default_root() else {
+    let Ok(root) = crate::protocol::store::default_root() else {
         return Ok(None);
     };
     let config: Option<Config> = crate::protocol::read_json(&root.join("config.json"))
-        .map_err(|e| Failure::msg(Exit::Usage, format!("bad config: {e}")))?;
+        .map_err(|e| Error::Usage(format!("bad config: {e}")))?;
     Ok(config.and_then(|c| c.editor))
 }

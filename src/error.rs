@@ -1,12 +1,16 @@
-//! Errors of the state folder and the protocol files. Each variant says what was being done and
-//! to which path; errnos a user can act on (a full disk, a read-only folder, the inotify limits)
-//! carry advice in their message.
+//! The errors of the layers that the others build on: the state folder (`StoreError`) and the
+//! coordinator (`Error`). Each variant says what was being done and to which path or agent;
+//! errnos a user can act on (a full disk, a read-only folder, too many open files, the inotify
+//! limits) carry advice in their message. Drivers have `driver::DriverError` and the control
+//! socket `protocol::control::ControlError`. Which exit code an error means is decided in one
+//! place, `exit::code_of`.
 
 use std::io;
 use std::path::PathBuf;
 
+/// What went wrong with the state folder or a protocol file.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum StoreError {
     #[error("{action} {path}: {source}{}", advice(source))]
     Io {
         action: &'static str,
@@ -24,11 +28,9 @@ pub enum Error {
     BadTaskId { id: String },
 }
 
-pub type Result<T> = std::result::Result<T, Error>;
-
-impl Error {
-    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
-        Error::Io {
+impl StoreError {
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> StoreError {
+        StoreError::Io {
             action,
             path: path.into(),
             source,
@@ -36,8 +38,46 @@ impl Error {
     }
 }
 
+/// What keeps the coordinator from delegating, or what a command was asked that cannot be.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad usage or bad input: the message says what and how to fix it.
+    #[error("{0}")]
+    Usage(String),
+    #[error(
+        "unknown agent {name:?}; live agents: {live}. Start one with `baton agent start {name}`"
+    )]
+    UnknownAgent { name: String, live: String },
+    /// The agent has no live runner (and the caller did not ask to queue).
+    #[error("agent {agent} is not running: {hint}")]
+    NotRunning { agent: String, hint: String },
+    /// A runner could not be started or reached.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The machine refused: a full disk, a read-only folder, too many open files.
+    #[error("{0}")]
+    Environment(String),
+}
+
+/// True for an errno that is the machine's doing rather than the user's input: the disk is
+/// full, the folder read-only, permission denied, too many open files, out of memory.
+pub fn is_environment(e: &io::Error) -> bool {
+    use nix::libc;
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull
+            | io::ErrorKind::ReadOnlyFilesystem
+            | io::ErrorKind::PermissionDenied
+            | io::ErrorKind::QuotaExceeded
+            | io::ErrorKind::OutOfMemory
+    ) || matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOSPC | libc::EROFS | libc::EDQUOT | libc::EIO)
+    )
+}
+
 /// Advice for the errnos a user can do something about. Printed after the OS message.
-fn advice(e: &io::Error) -> &'static str {
+pub fn advice(e: &io::Error) -> &'static str {
     // By kind, not errno: wrappers such as tempfile's keep the kind but not the raw errno.
     match e.kind() {
         io::ErrorKind::StorageFull => " (the disk is full: free some space, or run `baton gc`)",
@@ -60,11 +100,16 @@ fn advice(e: &io::Error) -> &'static str {
 
 /// Adds context to a `Result<T, io::Error>`.
 pub trait IoContext<T> {
-    fn during(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T>;
+    fn during(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T, StoreError>;
 }
 
 impl<T> IoContext<T> for io::Result<T> {
-    fn during(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|e| Error::io(action, path, e))
+    fn during(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::io(action, path, e))
     }
+}
+
+/// Bad usage, as an `anyhow` error.
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    Error::Usage(msg.into()).into()
 }

@@ -6,7 +6,8 @@
 use proptest::prelude::*;
 
 use crate::directive;
-use crate::protocol::{self, AgentConfig, Done, Status, Task};
+use crate::protocol::inbox::Entry;
+use crate::protocol::{self, Spec, Status, Task, TaskEnd, TaskId};
 
 fn config() -> ProptestConfig {
     ProptestConfig {
@@ -38,14 +39,24 @@ proptest! {
     #[test]
     fn directives_never_panic_and_name_only_known_agents(text in prompt_text()) {
         let known = |n: &str| n == "rev" || n == "sh1";
-        let region = directive::prompt_region(&text);
-        prop_assert!(text.ends_with(region));
+        let region = directive::prompt_region(text.as_bytes());
+        prop_assert!(text.as_bytes().ends_with(region));
         if let Some(d) = directive::parse(region, known) {
             prop_assert!(!d.agents.is_empty());
             prop_assert!(d.agents.iter().all(|a| known(a)));
             prop_assert!(directive::may_route(region));
-            prop_assert!(!d.task.starts_with([' ', '\t', '\n']));
+            prop_assert!(!d.task.first().is_some_and(u8::is_ascii_whitespace));
         }
+    }
+
+    #[test]
+    fn a_directive_task_keeps_its_bytes(tail in proptest::collection::vec(any::<u8>(), 0..256)) {
+        prop_assume!(!tail.trim_ascii_start().starts_with(b"@"));
+        let mut prompt = b"@rev ".to_vec();
+        prompt.extend_from_slice(&tail);
+        let d = directive::parse(&prompt, |n| n == "rev").unwrap();
+        // Byte for byte (never re-encoded), only the blank edges trimmed.
+        prop_assert_eq!(d.task.as_slice(), tail.trim_ascii());
     }
 
     #[test]
@@ -54,9 +65,9 @@ proptest! {
         let path = dir.path().join("file.json");
         std::fs::write(&path, &bytes).unwrap();
         let _ = protocol::read_json::<Task>(&path);
-        let _ = protocol::read_json::<Done>(&path);
+        let _ = protocol::read_json::<TaskEnd>(&path);
         let _ = protocol::read_json::<Status>(&path);
-        let _ = protocol::read_json::<AgentConfig>(&path);
+        let _ = protocol::read_json::<Spec>(&path);
         let _ = protocol::read_json::<crate::hook::Event>(&path);
     }
 
@@ -66,18 +77,18 @@ proptest! {
         let path = dir.path().join("file.json");
         std::fs::write(&path, &text).unwrap();
         let _ = protocol::read_json::<Task>(&path);
-        let _ = protocol::read_json::<Done>(&path);
+        let _ = protocol::read_json::<TaskEnd>(&path);
         let _ = protocol::read_json::<Status>(&path);
     }
 
     #[test]
     fn durations_and_inbox_names_never_panic(s in any::<String>()) {
-        let _ = crate::time::parse_duration(&s);
-        if let Some(id) = protocol::parse_inbox_entry(&s) {
-            prop_assert!(crate::store::validate_task_id(id).is_ok());
-            prop_assert!(!id.contains('/') && !id.contains(".."));
+        let _ = crate::sys::time::parse_duration(&s);
+        if let Some(entry) = Entry::parse(&s) {
+            prop_assert!(TaskId::parse(entry.id.as_str()).is_ok());
+            prop_assert!(!entry.id.as_str().contains('/') && !entry.id.as_str().contains(".."));
         }
-        if crate::store::validate_name(&s).is_ok() {
+        if crate::protocol::agent::validate_name(&s).is_ok() {
             prop_assert!(!s.contains('/') && s.len() <= 32);
         }
     }

@@ -9,9 +9,9 @@ use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::exit::{Exit, Result};
-use crate::store::{self, Store};
-use crate::time;
+use crate::exit::Exit;
+use crate::protocol::{store, Store};
+use crate::sys::time;
 
 /// The hook kinds, with the `hook_event_name` each expects from Claude Code.
 pub const KINDS: [(&str, &str); 6] = [
@@ -34,19 +34,16 @@ pub struct Event {
     pub data: serde_json::Value,
 }
 
-pub fn run(kind: &str) -> Result<Exit> {
+pub fn run(kind: &str) -> anyhow::Result<Exit> {
     let Some(expected) = KINDS.iter().find(|(k, _)| *k == kind).map(|(_, e)| *e) else {
-        return Err(crate::exit::Failure::msg(
-            Exit::Usage,
-            format!(
-                "unknown hook {kind:?}; hooks: {}",
-                KINDS.map(|(k, _)| k).join(", ")
-            ),
-        ));
+        return Err(crate::error::usage(format!(
+            "unknown hook {kind:?}; hooks: {}",
+            KINDS.map(|(k, _)| k).join(", ")
+        )));
     };
     let Some(agent) = std::env::var("BATON_AGENT")
         .ok()
-        .filter(|a| store::validate_name(a).is_ok())
+        .filter(|a| crate::protocol::agent::validate_name(a).is_ok())
     else {
         return Ok(Exit::Ok); // not inside an agent baton started
     };
@@ -97,14 +94,14 @@ pub fn run(kind: &str) -> Result<Exit> {
             data,
         }
     };
-    let dir = paths.dir.join("events");
+    let dir = &paths.events;
     let name = format!(
         "{:013}-{:08x}.json",
         time::now_ms(),
         store::random_u64() as u32
     );
     let written =
-        store::ensure_dir(&dir).and_then(|_| crate::protocol::write_json(&dir, &name, &event));
+        store::ensure_dir(dir).and_then(|_| crate::protocol::write_json(&dir.join(name), &event));
     if let Err(e) = written {
         note(&format!("could not hand the event to the runner: {e}"));
     }

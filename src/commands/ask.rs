@@ -1,11 +1,13 @@
-//! `baton ask` (deliver, wait, print) and `baton send` (deliver, print the task id).
+//! `baton ask` (delegate, wait, print) and `baton send` (delegate, print the task ids).
 
 use std::io::Read;
 use std::time::Duration;
 
-use crate::deliver::Request;
-use crate::exit::{Exit, Failure, Result};
-use crate::store::Store;
+use super::print_ends;
+use crate::coordinator::{self, Caller, Plan};
+use crate::error::usage;
+use crate::exit::Exit;
+use crate::protocol::Store;
 
 pub struct AskArgs {
     pub agents: String,
@@ -17,37 +19,33 @@ pub struct AskArgs {
 }
 
 /// The prompt text: the argument, or standard input for `-` (or when none is given).
-pub fn read_prompt(arg: Option<&str>) -> Result<Vec<u8>> {
+pub fn read_prompt(arg: Option<&str>) -> anyhow::Result<Vec<u8>> {
     let bytes = match arg {
         Some("-") | None => {
             if arg.is_none() && nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
-                return Err(Failure::msg(
-                    Exit::Usage,
+                return Err(usage(
                     "no prompt: give it as an argument, or `-` to read standard input",
                 ));
             }
             let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf).map_err(|e| {
-                Failure::msg(
-                    Exit::Usage,
-                    format!("reading the prompt from standard input: {e}"),
-                )
-            })?;
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .map_err(|e| usage(format!("reading the prompt from standard input: {e}")))?;
             buf
         }
         Some(text) => text.as_bytes().to_vec(),
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(Failure::msg(Exit::Usage, "the prompt is empty"));
+        return Err(usage("the prompt is empty"));
     }
     Ok(bytes)
 }
 
-/// Splits `a,b,c` into names, refusing empty ones.
-pub fn split_agents(list: &str) -> Result<Vec<String>> {
+/// Splits `a,b,c` into names, refusing invalid ones and dropping repeats.
+pub fn split_agents(list: &str) -> anyhow::Result<Vec<String>> {
     let mut names: Vec<String> = Vec::new();
     for n in list.split(',').map(str::trim) {
-        crate::store::validate_name(n)?;
+        crate::protocol::agent::validate_name(n)?;
         if !names.iter().any(|x| x == n) {
             names.push(n.to_string());
         }
@@ -55,56 +53,33 @@ pub fn split_agents(list: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
-pub fn ask(store: &Store, args: AskArgs) -> Result<Exit> {
-    let names = split_agents(&args.agents)?;
-    let agents = super::resolve_agents(store, &names)?;
-    if !args.queue {
-        super::require_live(&agents)?;
-    }
-    let prompt = read_prompt(args.prompt.as_deref())?;
-    let sigs = super::installed_signals()?;
-    let req = Request {
-        prompt: &prompt,
+fn plan(args: &AskArgs, wait: bool) -> anyhow::Result<Plan> {
+    Ok(Plan {
+        agents: split_agents(&args.agents)?,
+        prompt: read_prompt(args.prompt.as_deref())?,
         priority: args.priority,
         timeout: args.timeout,
-    };
-    let delivered = super::deliver_all(store, &agents, &req)?;
-    let mut pending = super::pending_for(&delivered, &agents);
-    let answers = super::await_answers(
-        store,
-        &mut pending,
-        &sigs,
-        &super::How {
-            deadline: super::deadline(args.timeout),
-            watch_liveness: !args.queue,
-            owned: true,
-        },
-        None,
-    )?;
-    super::print_answers(&answers, args.json)
+        queue: args.queue,
+        wait,
+    })
 }
 
-pub fn send(
-    store: &Store,
-    agents: &str,
-    prompt: Option<&str>,
-    queue: bool,
-    priority: u8,
-    timeout: Option<Duration>,
-) -> Result<Exit> {
-    let names = split_agents(agents)?;
-    let agents = super::resolve_agents(store, &names)?;
-    if !queue {
-        super::require_live(&agents)?;
-    }
-    let prompt = read_prompt(prompt)?;
-    let req = Request {
-        prompt: &prompt,
-        priority,
-        timeout,
-    };
-    for d in super::deliver_all(store, &agents, &req)? {
-        println!("{}", d.task_id);
+pub fn ask(store: &Store, args: AskArgs) -> anyhow::Result<Exit> {
+    let plan = plan(&args, true)?;
+    let mut caller = Caller::new(false)?;
+    let ends = coordinator::delegate(store, &plan, &mut caller)?;
+    print_ends(&ends, args.json)
+}
+
+pub fn send(store: &Store, args: AskArgs) -> anyhow::Result<Exit> {
+    let plan = plan(&args, false)?;
+    let mut caller = Caller::new(false)?;
+    for end in coordinator::delegate(store, &plan, &mut caller)? {
+        if args.json {
+            println!("{}", end.to_json());
+        } else {
+            println!("{}", end.task_id);
+        }
     }
     Ok(Exit::Ok)
 }

@@ -1,15 +1,21 @@
 //! `baton demo`: the whole round trip in a throw-away state folder, needing nothing but this
-//! binary: start a shell agent, delegate an editor-mode prompt to it, show the file before and
-//! after, show `baton status`, stop the agent, clean up.
+//! binary: start a shell agent, delegate an editor-mode prompt to it (through the coordinator,
+//! as Claude Code's Ctrl-G would), show the file before and after, the task's end as the
+//! protocol records it, and `baton status`; stop the agent, clean up.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::exit::{Exit, Failure, Result};
+use anyhow::Context;
+
+use crate::error::Error;
+use crate::exit::Exit;
+use crate::protocol::{Store, TaskId};
+
+type Result<T> = anyhow::Result<T>;
 
 fn baton(home: &Path, args: &[&str]) -> Result<Output> {
-    let exe = std::env::current_exe()
-        .map_err(|e| Failure::msg(Exit::Usage, format!("finding the baton binary: {e}")))?;
+    let exe = std::env::current_exe().context("finding the baton binary")?;
     Command::new(exe)
         .args(args)
         .env("BATON_HOME", home)
@@ -18,12 +24,7 @@ fn baton(home: &Path, args: &[&str]) -> Result<Output> {
         .env_remove("BATON_EDITOR")
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|e| {
-            Failure::msg(
-                Exit::Usage,
-                format!("running baton {}: {e}", args.join(" ")),
-            )
-        })
+        .with_context(|| format!("running baton {}", args.join(" ")))
 }
 
 fn step(home: &Path, title: &str, args: &[&str]) -> Result<String> {
@@ -32,13 +33,11 @@ fn step(home: &Path, title: &str, args: &[&str]) -> Result<String> {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     print!("{stdout}");
     if !out.status.success() {
-        return Err(Failure::msg(
-            Exit::AgentLost,
-            format!(
-                "demo step \"{title}\" failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        ));
+        return Err(Error::Unreachable(format!(
+            "demo step \"{title}\" failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+        .into());
     }
     Ok(stdout)
 }
@@ -51,11 +50,19 @@ fn show(title: &str, path: &Path) {
     }
 }
 
+/// The one task of the demo's state folder.
+fn only_task(store: &Store) -> Option<TaskId> {
+    std::fs::read_dir(store.tasks_dir())
+        .ok()?
+        .filter_map(|e| e.ok())
+        .find_map(|e| e.file_name().to_str().and_then(|n| TaskId::parse(n).ok()))
+}
+
 pub fn demo() -> Result<Exit> {
     let dir = tempfile::Builder::new()
         .prefix("baton-demo-")
         .tempdir()
-        .map_err(|e| Failure::msg(Exit::Usage, format!("creating a temp folder: {e}")))?;
+        .context("creating a temp folder")?;
     let home = dir.path().join("state");
     let prompt = dir.path().join("claude-prompt.md");
     println!(
@@ -69,7 +76,7 @@ pub fn demo() -> Result<Exit> {
             &prompt,
             "@demo echo \"hello from agent $BATON_AGENT\"; echo \"2 + 3 = $((2 + 3))\"",
         )
-        .map_err(|e| Failure::msg(Exit::Usage, format!("writing {}: {e}", prompt.display())))?;
+        .with_context(|| format!("writing {}", prompt.display()))?;
         show(
             "the prompt file before (what Claude Code hands its editor on Ctrl-G)",
             &prompt,
@@ -81,6 +88,12 @@ pub fn demo() -> Result<Exit> {
             &prompt,
         );
         println!();
+        // The task's end, as every way of delegating reports it (`ask --json`, `wait --json`).
+        let store = Store::open_at(home.clone())?;
+        if let Some(id) = only_task(&store) {
+            step(&home, "the task's end", &["result", id.as_str(), "--json"])?;
+            println!();
+        }
         step(&home, "status", &["status"])?;
         println!();
         Ok(())

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
-use crate::exit::{Exit, Failure, Result};
+use crate::error::usage;
+use crate::exit::Exit;
+
+type Result<T> = anyhow::Result<T>;
 
 /// Claude Code's events and the `baton hook` kind that receives each.
 const EVENTS: [(&str, &str); 5] = [
@@ -25,7 +28,7 @@ fn settings_path(project: Option<&Path>) -> Result<PathBuf> {
         Some(dir) => Ok(dir.join(".claude/settings.json")),
         None => std::env::var_os("HOME")
             .map(|h| PathBuf::from(h).join(".claude/settings.json"))
-            .ok_or_else(|| Failure::msg(Exit::Usage, "HOME is not set: pass --project DIR")),
+            .ok_or_else(|| usage("HOME is not set: pass --project DIR")),
     }
 }
 
@@ -56,56 +59,39 @@ fn load(path: &Path) -> Result<(Option<String>, Value)> {
     let text = match fs::read_to_string(path) {
         Ok(t) => Some(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(Failure::msg(
-                Exit::Usage,
-                format!("reading {}: {e}", path.display()),
-            ))
-        }
+        Err(e) => return Err(usage(format!("reading {}: {e}", path.display()))),
     };
     let value = match &text {
         None => json!({}),
         Some(t) if t.trim().is_empty() => json!({}),
         Some(t) => serde_json::from_str(t).map_err(|e| {
-            Failure::msg(
-                Exit::Usage,
-                format!(
-                    "{} is not valid JSON ({e}); it was not changed",
-                    path.display()
-                ),
-            )
+            usage(format!(
+                "{} is not valid JSON ({e}); it was not changed",
+                path.display()
+            ))
         })?,
     };
     if !value.is_object() {
-        return Err(Failure::msg(
-            Exit::Usage,
-            format!(
-                "{} does not hold a JSON object; it was not changed",
-                path.display()
-            ),
-        ));
+        return Err(usage(format!(
+            "{} does not hold a JSON object; it was not changed",
+            path.display()
+        )));
     }
     Ok((text, value))
 }
 
 fn object<'a>(v: &'a mut Value, key: &str, path: &Path) -> Result<&'a mut Map<String, Value>> {
-    let map = v.as_object_mut().ok_or_else(|| {
-        Failure::msg(
-            Exit::Usage,
-            format!("{}: expected an object", path.display()),
-        )
-    })?;
+    let map = v
+        .as_object_mut()
+        .ok_or_else(|| usage(format!("{}: expected an object", path.display())))?;
     map.entry(key).or_insert_with(|| json!({}));
     map.get_mut(key)
         .and_then(Value::as_object_mut)
         .ok_or_else(|| {
-            Failure::msg(
-                Exit::Usage,
-                format!(
-                    "{}: \"{key}\" is not an object; it was not changed",
-                    path.display()
-                ),
-            )
+            usage(format!(
+                "{}: \"{key}\" is not an object; it was not changed",
+                path.display()
+            ))
         })
 }
 
@@ -118,13 +104,10 @@ pub fn install(project: Option<&Path>, dry_run: bool) -> Result<Exit> {
     for (event, kind) in EVENTS {
         let groups = hooks.entry(event).or_insert_with(|| json!([]));
         let Some(groups) = groups.as_array_mut() else {
-            return Err(Failure::msg(
-                Exit::Usage,
-                format!(
-                    "{}: hooks.{event} is not a list; it was not changed",
-                    path.display()
-                ),
-            ));
+            return Err(usage(format!(
+                "{}: hooks.{event} is not a list; it was not changed",
+                path.display()
+            )));
         };
         let present = groups.iter().any(|g| {
             g.get("hooks").and_then(Value::as_array).is_some_and(|hs| {
@@ -211,9 +194,7 @@ fn write(
         print!("{}", diff(&old, &new));
         return Ok(true);
     }
-    let fail = |what: &str, e: std::io::Error| {
-        Failure::msg(Exit::Usage, format!("{what} {}: {e}", path.display()))
-    };
+    let fail = |what: &str, e: std::io::Error| usage(format!("{what} {}: {e}", path.display()));
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| fail("creating the folder of", e))?;
     let mut note = String::new();

@@ -3,12 +3,9 @@
 
 use serde_json::json;
 
-use crate::control::{self, Reply, Request, Unreachable};
-use crate::deliver;
-use crate::exit::{Exit, Result};
-use crate::lock;
-use crate::protocol::{self, AgentState, Status};
-use crate::store::Store;
+use crate::exit::Exit;
+use crate::protocol::control::{self, Reply, Request};
+use crate::protocol::{inbox, lock, AgentPaths, AgentState, Store};
 
 struct Row {
     name: String,
@@ -22,15 +19,13 @@ struct Row {
     problem: Option<String>,
 }
 
-fn row(store: &Store, name: &str) -> Row {
-    let paths = store.agent(name).ok().flatten();
-    let dir = store.agent_dir(name);
-    let alive = lock::is_alive(&dir.join("lock"));
-    let (status, mut problem) = match protocol::read_json::<Status>(&dir.join("status.json")) {
+fn row(paths: &AgentPaths) -> Row {
+    let alive = lock::is_alive(&paths.lock);
+    let (status, mut problem) = match paths.read_status() {
         Ok(s) => (s, None),
         Err(e) => (None, Some(e.to_string())),
     };
-    let wedged = alive && wedged(&dir, &mut problem);
+    let wedged = alive && wedged(paths, &mut problem);
     let state = match (&status, alive) {
         _ if wedged => "wedged".into(),
         (Some(s), true) => s.status.as_str().to_string(),
@@ -42,13 +37,11 @@ fn row(store: &Store, name: &str) -> Row {
     };
     let s = status.as_ref();
     Row {
-        name: name.into(),
+        name: paths.name().into(),
         state,
         pid: s.filter(|_| alive).map(|s| s.pid),
         driver: s.map(|s| s.driver.clone()).unwrap_or_else(|| "?".into()),
-        queued: paths
-            .map(|p| deliver::queue_depth(&p.inbox_new))
-            .unwrap_or(0),
+        queued: inbox::depth(&paths.inbox_new),
         done: s.map(|s| s.tasks_done),
         current: s.filter(|_| alive).and_then(|s| s.current_task.clone()),
         last_active: s.map(|s| s.last_active.clone()),
@@ -58,23 +51,39 @@ fn row(store: &Store, name: &str) -> Row {
 
 /// A live runner that has a control socket but does not answer `ping` is wedged. (An agent
 /// written by hand may have no socket at all; that is not a problem.)
-fn wedged(dir: &std::path::Path, problem: &mut Option<String>) -> bool {
-    let sock = control::socket_path(dir);
-    if !crate::store::exists(&sock) {
+fn wedged(paths: &AgentPaths, problem: &mut Option<String>) -> bool {
+    if !crate::protocol::store::exists(&paths.sock) {
         return false;
     }
-    let why = match control::call(&sock, &Request::Ping) {
+    let why = match control::call(&paths.sock, &Request::Ping) {
         Ok(Reply::Pong { .. }) => return false,
         Ok(other) => format!("unexpected reply {other:?}"),
-        Err(Unreachable::NoListener) => "nothing listens on its control socket".into(),
-        Err(Unreachable::NoAnswer(e)) => format!("no answer on its control socket ({e})"),
+        Err(e) => e.to_string(),
     };
     *problem = Some(format!("the runner holds its lock but is wedged: {why}"));
     true
 }
 
-pub fn status(store: &Store, json_out: bool) -> Result<Exit> {
-    let rows: Vec<Row> = store.agent_names()?.iter().map(|n| row(store, n)).collect();
+pub fn status(store: &Store, json_out: bool) -> anyhow::Result<Exit> {
+    let mut rows = Vec::new();
+    for name in store.agent_names()? {
+        rows.push(match store.agent(&name) {
+            Ok(Some(paths)) => row(&paths),
+            Ok(None) => continue,
+            // A folder that fails the safety checks is reported, never read through.
+            Err(e) => Row {
+                name,
+                state: "unusable".into(),
+                pid: None,
+                driver: "?".into(),
+                queued: 0,
+                done: None,
+                current: None,
+                last_active: None,
+                problem: Some(e.to_string()),
+            },
+        });
+    }
     if json_out {
         let v: Vec<_> = rows
             .iter()

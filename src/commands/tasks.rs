@@ -3,104 +3,78 @@
 use std::fs;
 use std::time::{Duration, SystemTime};
 
-use crate::deliver;
-use crate::exit::{Exit, Failure, Result};
-use crate::protocol::{self, State, Task};
-use crate::store::{self, AgentPaths, Store};
-use crate::wait::{self, Pending};
+use super::print_ends;
+use crate::coordinator::{self, Caller};
+use crate::error::{usage, StoreError};
+use crate::exit::Exit;
+use crate::protocol::{inbox, State, Store, TaskId};
 
-/// A task named on the command line: its envelope and its agent.
-fn load(store: &Store, id: &str) -> Result<(Task, AgentPaths)> {
-    store::validate_task_id(id)?;
-    let path = store.task_dir(id).join("task.json");
-    let task: Task = protocol::read_json(&path)?
-        .ok_or_else(|| Failure::msg(Exit::Usage, format!("no such task: {id}")))?;
-    let agent = store.agent(&task.agent)?.ok_or_else(|| {
-        Failure::msg(
-            Exit::Usage,
-            format!(
-                "task {id} names agent {:?}, which has no folder",
-                task.agent
-            ),
-        )
-    })?;
-    Ok((task, agent))
+/// Parses task ids given on the command line.
+pub fn parse_ids(ids: &[String]) -> anyhow::Result<Vec<TaskId>> {
+    Ok(ids
+        .iter()
+        .map(|id| TaskId::parse(id))
+        .collect::<Result<_, _>>()?)
 }
 
-pub fn wait(store: &Store, ids: &[String], timeout: Option<Duration>, json: bool) -> Result<Exit> {
-    let mut pending = Vec::new();
-    for id in ids {
-        let (task, agent) = load(store, id)?;
-        pending.push(Pending::new(agent, task.task_id, task.created_ms));
+pub fn wait(
+    store: &Store,
+    ids: &[String],
+    timeout: Option<Duration>,
+    json: bool,
+) -> anyhow::Result<Exit> {
+    let ids = parse_ids(ids)?;
+    let mut caller = Caller::new(false)?;
+    let ends = coordinator::follow(store, &ids, timeout, &mut caller)?;
+    print_ends(&ends, json)
+}
+
+pub fn result(store: &Store, id: &str, json: bool) -> anyhow::Result<Exit> {
+    let id = TaskId::parse(id)?;
+    match coordinator::end_of(store, &id)? {
+        Some(end) => print_ends(&[end], json),
+        None => {
+            let (_, agent) = coordinator::load(store, &id)?;
+            let state = if inbox::is_queued(&agent, &id) {
+                "queued"
+            } else {
+                "running"
+            };
+            Err(usage(format!(
+                "task {id} has not finished yet ({state}); `baton wait {id}` waits for it"
+            )))
+        }
     }
-    let sigs = super::installed_signals()?;
-    let answers = super::await_answers(
-        store,
-        &mut pending,
-        &sigs,
-        &super::How {
-            deadline: super::deadline(timeout),
-            watch_liveness: true,
-            owned: false,
-        },
-        None,
-    )?;
-    super::print_answers(&answers, json)
 }
 
-pub fn result(store: &Store, id: &str, json: bool) -> Result<Exit> {
-    let (task, agent) = load(store, id)?;
-    let Some(done) = wait::read_done(store, id) else {
-        let state = if deliver::find_entry(&agent.inbox_new, id)?.is_some() {
-            "queued"
-        } else {
-            "running"
-        };
-        return Err(Failure::msg(
-            Exit::Usage,
-            format!("task {id} has not finished yet ({state}); `baton wait {id}` waits for it"),
-        ));
-    };
-    let answer = super::Answer {
-        agent: task.agent,
-        task_id: task.task_id,
-        answer: super::read_answer(store, id),
-        done,
-        created_ms: task.created_ms,
-    };
-    super::print_answers(&[answer], json)
-}
-
-pub fn cancel(store: &Store, ids: &[String]) -> Result<Exit> {
-    for id in ids {
-        let (_, agent) = load(store, id)?;
-        let what = deliver::stop_task(store, &agent, id, State::Cancelled)?;
-        println!("{id}: {}", super::describe_stop(&what));
+pub fn cancel(store: &Store, ids: &[String]) -> anyhow::Result<Exit> {
+    for id in parse_ids(ids)? {
+        let what = coordinator::cancel(store, &id, State::Cancelled)?;
+        println!("{id}: {}", what.describe());
     }
     Ok(Exit::Ok)
 }
 
 /// Removes finished tasks whose `done.json` is older than `older_than`. Unfinished tasks are
 /// never removed.
-pub fn gc(store: &Store, older_than: Duration) -> Result<Exit> {
+pub fn gc(store: &Store, older_than: Duration) -> anyhow::Result<Exit> {
     let cutoff = SystemTime::now()
         .checked_sub(older_than)
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let dir = store.tasks_dir();
     let (mut removed, mut kept) = (0usize, 0usize);
-    let entries = fs::read_dir(&dir).map_err(|e| crate::error::Error::io("listing", &dir, e))?;
+    let entries = fs::read_dir(&dir).map_err(|e| StoreError::io("listing", &dir, e))?;
     for entry in entries.filter_map(|e| e.ok()) {
         let name = entry.file_name();
-        let Some(id) = name.to_str().filter(|n| store::validate_task_id(n).is_ok()) else {
+        let Some(id) = name.to_str().and_then(|n| TaskId::parse(n).ok()) else {
             continue;
         };
-        let done = store.task_dir(id).join("done.json");
-        let old = fs::symlink_metadata(&done)
+        let task = store.task(&id);
+        let old = fs::symlink_metadata(&task.done)
             .and_then(|m| m.modified())
             .is_ok_and(|t| t <= cutoff);
         if old {
-            fs::remove_dir_all(store.task_dir(id))
-                .map_err(|e| crate::error::Error::io("removing", store.task_dir(id), e))?;
+            fs::remove_dir_all(&task.dir).map_err(|e| StoreError::io("removing", &task.dir, e))?;
             removed += 1;
         } else {
             kept += 1;

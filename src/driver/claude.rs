@@ -8,16 +8,15 @@
 //! (after a crash or a cancelled turn) continues it with `--resume`, so the context is kept.
 //! `reset` starts a new session.
 
-use std::fs;
 use std::io::Write;
 use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Driver, Outcome, Piped, Setup, TaskCtx};
-use crate::signals::Signals;
-use crate::store;
+use super::{Driver, DriverError, Finished, Piped, Setup, TaskCtx};
+use crate::protocol::{store, AgentPaths};
+use crate::sys::signals::Signals;
 
 /// What the agent's session is, kept in `agents/<name>/claude.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -30,7 +29,9 @@ pub struct Claude {
     program: PathBuf,
     extra: Vec<String>,
     setup: Setup,
-    state_dir: PathBuf,
+    /// `claude.json`, where the session is kept.
+    session_file: PathBuf,
+    log: PathBuf,
     session: Session,
     proc: Option<Piped>,
     output: Option<PathBuf>,
@@ -42,23 +43,23 @@ impl Claude {
         program: PathBuf,
         extra: Vec<String>,
         setup: Setup,
-        agent_dir: PathBuf,
+        agent: &AgentPaths,
         first_id: &str,
-    ) -> Result<Claude, String> {
-        let path = agent_dir.join("claude.json");
-        let session = match crate::protocol::read_json::<Session>(&path) {
+    ) -> Result<Claude, DriverError> {
+        let session = match crate::protocol::read_json::<Session>(&agent.claude) {
             Ok(Some(s)) => s,
             Ok(None) => Session {
                 session_id: first_id.to_string(),
                 turns: 0,
             },
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(DriverError::Config(e.to_string())),
         };
         let claude = Claude {
             program,
             extra,
             setup,
-            state_dir: agent_dir,
+            session_file: agent.claude.clone(),
+            log: agent.log.clone(),
             session,
             proc: None,
             output: None,
@@ -67,12 +68,12 @@ impl Claude {
         Ok(claude)
     }
 
-    fn save(&self) -> Result<(), String> {
-        crate::protocol::write_json(&self.state_dir, "claude.json", &self.session)
-            .map_err(|e| e.to_string())
+    fn save(&self) -> Result<(), DriverError> {
+        crate::protocol::write_json(&self.session_file, &self.session)
+            .map_err(|e| DriverError::Config(e.to_string()))
     }
 
-    fn ensure(&mut self) -> Result<&mut Piped, String> {
+    fn ensure(&mut self) -> Result<&mut Piped, DriverError> {
         if self.proc.is_none() {
             let mut args: Vec<String> = [
                 "-p",
@@ -95,22 +96,23 @@ impl Claude {
             let program = self.program.to_string_lossy().into_owned();
             self.proc = Some(Piped::spawn(&program, &args, &self.setup, "Claude Code")?);
         }
-        self.proc.as_mut().ok_or_else(|| "no claude process".into())
+        self.proc
+            .as_mut()
+            .ok_or_else(|| DriverError::Gone("no claude process".into()))
     }
 
-    fn finish(&mut self, ok: bool, text: &str, error: Option<String>) -> Outcome {
+    /// Writes the turn's text as the task's output and ends the task.
+    fn finish(&mut self, text: &str, ended: Finished) -> Finished {
         if let Some(out) = self.output.take() {
-            let _ = fs::write(out, text);
+            if let Err(e) = write_output(&out, text) {
+                return Err(DriverError::io("writing the answer", e));
+            }
         }
-        Outcome {
-            ok,
-            exit_code: Some(if ok { 0 } else { 1 }),
-            error,
-        }
+        ended
     }
 
     /// Handles one stdout line; `Some` when it ends the turn.
-    fn line(&mut self, line: &[u8]) -> Option<Outcome> {
+    fn line(&mut self, line: &[u8]) -> Option<Finished> {
         let v: serde_json::Value = serde_json::from_slice(line).ok()?;
         if let Some(id) = v.get("session_id").and_then(|s| s.as_str()) {
             if id != self.session.session_id {
@@ -135,35 +137,41 @@ impl Claude {
                 "claude reported {subtype}: {}",
                 if text.is_empty() { "no detail" } else { &text }
             );
-            return Some(self.finish(false, &text, Some(why)));
+            return Some(self.finish(&text, Err(DriverError::Reported(why))));
         }
-        Some(self.finish(true, &text, None))
+        Some(self.finish(&text, Ok(Some(0))))
     }
 }
 
+/// Writes a task's output file (mode 0600, never through a link).
+pub fn write_output(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    store::create_private(path)?.write_all(text.as_bytes())
+}
+
 impl Driver for Claude {
-    fn start(&mut self, task: &TaskCtx) -> Result<(), String> {
-        let prompt = fs::read(task.prompt).map_err(|e| format!("reading the prompt: {e}"))?;
+    fn start(&mut self, task: &TaskCtx) -> Result<(), DriverError> {
+        let prompt = store::read_nofollow(task.prompt)
+            .map_err(|e| DriverError::io("reading the prompt", e))?;
         let message = serde_json::json!({
             "type": "user",
             "message": {"role": "user", "content": String::from_utf8_lossy(&prompt)},
         });
-        let mut line = serde_json::to_vec(&message).map_err(|e| e.to_string())?;
+        let mut line = serde_json::to_vec(&message)
+            .map_err(|e| DriverError::io("encoding the prompt", e.into()))?;
         line.push(b'\n');
         self.output = Some(task.output.to_path_buf());
         let proc = self.ensure()?;
         proc.buf.clear();
-        if let Err(e) = proc.stdin.write_all(&line) {
-            return Err(format!("claude is not reading its input: {e}"));
-        }
-        Ok(())
+        proc.stdin
+            .write_all(&line)
+            .map_err(|e| DriverError::io("claude is not reading its input", e))
     }
 
     fn fd(&self) -> Option<BorrowedFd<'_>> {
         self.proc.as_ref().map(Piped::fd)
     }
 
-    fn poll(&mut self) -> Option<Outcome> {
+    fn poll(&mut self) -> Option<Finished> {
         self.proc.as_mut()?.read_available();
         while let Some(nl) = self.proc.as_ref()?.buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.proc.as_mut()?.buf.drain(..=nl).collect();
@@ -182,9 +190,9 @@ impl Driver for Claude {
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "unknown status".into()),
             self.session.session_id,
-            store::last_line(&self.state_dir.join("log")).unwrap_or_default()
+            store::last_line(&self.log).unwrap_or_default()
         );
-        Some(self.finish(false, "", Some(why)))
+        Some(self.finish("", Err(DriverError::Gone(why))))
     }
 
     fn kill(&mut self, sigs: &Signals) {
@@ -205,7 +213,7 @@ impl Driver for Claude {
         ))
     }
 
-    fn reset(&mut self, sigs: &Signals) -> Result<String, String> {
+    fn reset(&mut self, sigs: &Signals) -> Result<String, DriverError> {
         self.kill(sigs);
         self.session = Session {
             session_id: store::new_uuid(),

@@ -2,12 +2,12 @@
 //! prompt of any size cannot dead-lock a pipe), its stdout is the answer, its stderr goes to the
 //! agent's log, and its exit status is the task's success.
 
-use std::fs::File;
 use std::process::{Child, Stdio};
 
-use super::{outcome, Driver, Outcome, Setup, TaskCtx};
-use crate::signals::Signals;
-use crate::spawn;
+use super::{finished, Driver, DriverError, Finished, Setup, TaskCtx};
+use crate::protocol::store;
+use crate::sys::signals::Signals;
+use crate::sys::spawn;
 
 pub struct Exec {
     command: Vec<String>,
@@ -16,6 +16,7 @@ pub struct Exec {
 }
 
 impl Exec {
+    /// `command[0]` is resolved already (`runner::setup`), so that no task pays for the search.
     pub fn new(command: Vec<String>, setup: Setup) -> Exec {
         Exec {
             command,
@@ -26,48 +27,42 @@ impl Exec {
 }
 
 impl Driver for Exec {
-    fn start(&mut self, task: &TaskCtx) -> Result<(), String> {
-        let (program, args) = self
-            .command
-            .split_first()
-            .ok_or("the exec driver needs a command after `--`")?;
-        let stdin = crate::store::open_nofollow(task.prompt)
-            .map_err(|e| format!("opening the prompt: {e}"))?;
-        let stdout = File::create(task.output).map_err(|e| format!("creating the output: {e}"))?;
+    fn start(&mut self, task: &TaskCtx) -> Result<(), DriverError> {
+        let (program, args) = self.command.split_first().ok_or_else(|| {
+            DriverError::Config("the exec driver needs a command after `--`".into())
+        })?;
+        let stdin = store::open_nofollow(task.prompt)
+            .map_err(|e| DriverError::io("opening the prompt", e))?;
+        let stdout = store::create_private(task.output)
+            .map_err(|e| DriverError::io("creating the output", e))?;
         let stderr = self
             .setup
             .log
             .try_clone()
-            .map_err(|e| format!("opening the log: {e}"))?;
+            .map_err(|e| DriverError::io("opening the log", e))?;
         let mut cmd = spawn::agent_command(program, args, &self.setup.env, &self.setup.cwd);
-        cmd.env("BATON_TASK_ID", task.id)
+        cmd.env("BATON_TASK_ID", task.id.as_str())
             .stdin(Stdio::from(stdin))
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(stderr));
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot run {program}: {e}"))?;
+        let child = cmd.spawn().map_err(|source| DriverError::Spawn {
+            what: "the task",
+            program: program.clone(),
+            source,
+        })?;
         self.child = Some(child);
         Ok(())
     }
 
-    fn poll(&mut self) -> Option<Outcome> {
+    fn poll(&mut self) -> Option<Finished> {
         let child = self.child.as_mut()?;
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                self.child = None;
-                Some(outcome(status, &format!("`{}`", self.command.join(" "))))
-            }
-            Ok(None) => None,
-            Err(e) => {
-                self.child = None;
-                Some(Outcome {
-                    ok: false,
-                    exit_code: None,
-                    error: Some(format!("waiting for the task's process: {e}")),
-                })
-            }
-        }
+        let ended = match child.try_wait() {
+            Ok(None) => return None,
+            Ok(Some(status)) => finished(status, &format!("`{}`", self.command.join(" "))),
+            Err(e) => Err(DriverError::io("waiting for the task's process", e)),
+        };
+        self.child = None;
+        Some(ended)
     }
 
     fn kill(&mut self, sigs: &Signals) {

@@ -1,6 +1,7 @@
 //! Drivers run one task at a time for a runner. The runner owns the protocol (claiming, status,
 //! `result`, `done.json`); a driver only starts a task, reports when it has finished, and stops it.
-//! Every driver writes the task's output to the file the runner hands it.
+//! Every driver writes the task's output to the file the runner hands it. A driver's errors are
+//! `DriverError`s: why it could not start, or why a task failed.
 
 pub mod claude;
 pub mod exec;
@@ -13,22 +14,80 @@ use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::signals::Signals;
+use crate::protocol::TaskId;
+use crate::sys::signals::Signals;
 
 /// What a driver needs to start a task.
 pub struct TaskCtx<'a> {
-    pub id: &'a str,
+    pub id: &'a TaskId,
     pub prompt: &'a Path,
     /// Where the answer goes (stdout, and for the shell driver stderr too).
     pub output: &'a Path,
 }
 
-/// How a task's process ended.
-#[derive(Debug)]
-pub struct Outcome {
-    pub ok: bool,
-    pub exit_code: Option<i32>,
-    pub error: Option<String>,
+/// How a task finished: `Ok` with the exit status of its process (if it had one), or the
+/// reason it failed.
+pub type Finished = Result<Option<i32>, DriverError>;
+
+/// Why a driver could not start, or why a task failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// A program could not be found or started.
+    #[error("cannot start {what} `{program}`: {source}")]
+    Spawn {
+        what: &'static str,
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Setting up a task failed (its files, the pipes).
+    #[error("{action}: {source}")]
+    Io {
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The agent's spec cannot work (no command for exec, a program not found).
+    #[error("{0}")]
+    Config(String),
+    /// The task's process ended unsuccessfully.
+    #[error("{what} {how}")]
+    Exited {
+        what: String,
+        how: String,
+        code: Option<i32>,
+    },
+    /// The agent (its shell, its session, its window) went away during the task.
+    #[error("{0}")]
+    Gone(String),
+    /// The agent reported that the task failed.
+    #[error("{0}")]
+    Reported(String),
+    /// tmux refused a command.
+    #[error("{0}")]
+    Tmux(String),
+}
+
+impl DriverError {
+    pub fn io(action: &'static str, source: std::io::Error) -> DriverError {
+        DriverError::Io { action, source }
+    }
+
+    /// The task's own exit status, if it had one.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            DriverError::Exited { code, .. } => *code,
+            _ => None,
+        }
+    }
+
+    /// The OS error under it, if any (for the exit code: a full disk is the machine's fault).
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            DriverError::Spawn { source, .. } | DriverError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
 }
 
 /// Everything a driver's children are given: the scrubbed environment, the working folder and
@@ -41,7 +100,7 @@ pub struct Setup {
 
 pub trait Driver {
     /// Starts the task. An error fails the task with that reason.
-    fn start(&mut self, task: &TaskCtx) -> Result<(), String>;
+    fn start(&mut self, task: &TaskCtx) -> Result<(), DriverError>;
     /// An extra file descriptor to wake on (a child's output).
     fn fd(&self) -> Option<BorrowedFd<'_>> {
         None
@@ -54,8 +113,8 @@ pub trait Driver {
     fn next_deadline(&self) -> Option<Instant> {
         None
     }
-    /// The outcome, once the task has finished. Called after every wake-up while a task runs.
-    fn poll(&mut self) -> Option<Outcome>;
+    /// How the task finished, once it has. Called after every wake-up while a task runs.
+    fn poll(&mut self) -> Option<Finished>;
     /// Stops the running task and everything it started.
     fn kill(&mut self, sigs: &Signals);
     /// Called after every wake-up while no task runs: notices children that ended, takes events.
@@ -82,30 +141,29 @@ pub trait Driver {
         None
     }
     /// Starts a fresh session, forgetting the context. Returns a description of the new one.
-    fn reset(&mut self, _sigs: &Signals) -> Result<String, String> {
-        Err("this driver keeps no session to reset".into())
+    fn reset(&mut self, _sigs: &Signals) -> Result<String, DriverError> {
+        Err(DriverError::Config(
+            "this driver keeps no session to reset".into(),
+        ))
     }
     fn shutdown(&mut self, sigs: &Signals);
 }
 
-/// The outcome for a finished process.
-pub fn outcome(status: std::process::ExitStatus, what: &str) -> Outcome {
+/// How a finished process ended, for a task.
+pub fn finished(status: std::process::ExitStatus, what: &str) -> Finished {
     use std::os::unix::process::ExitStatusExt;
-    let error = if status.success() {
-        None
-    } else if let Some(sig) = status.signal() {
-        Some(format!("{what} was killed by signal {sig}"))
-    } else {
-        Some(format!(
-            "{what} exited with status {}",
-            status.code().unwrap_or(-1)
-        ))
-    };
-    Outcome {
-        ok: status.success(),
-        exit_code: status.code(),
-        error,
+    if status.success() {
+        return Ok(status.code());
     }
+    let how = match status.signal() {
+        Some(sig) => format!("was killed by signal {sig}"),
+        None => format!("exited with status {}", status.code().unwrap_or(-1)),
+    };
+    Err(DriverError::Exited {
+        what: what.into(),
+        how,
+        code: status.code(),
+    })
 }
 
 /// A long-lived child that a driver talks to over pipes (the shell; headless Claude Code): its
@@ -125,28 +183,34 @@ impl Piped {
         program: &str,
         args: &[String],
         setup: &Setup,
-        what: &str,
-    ) -> Result<Piped, String> {
+        what: &'static str,
+    ) -> Result<Piped, DriverError> {
         use std::os::fd::AsFd;
         use std::process::Stdio;
         let log = setup
             .log
             .try_clone()
-            .map_err(|e| format!("opening the log: {e}"))?;
-        let mut child = crate::spawn::agent_command(program, args, &setup.env, &setup.cwd)
+            .map_err(|e| DriverError::io("opening the log", e))?;
+        let mut child = crate::sys::spawn::agent_command(program, args, &setup.env, &setup.cwd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
-            .map_err(|e| format!("cannot start {what} `{program}`: {e}"))?;
+            .map_err(|source| DriverError::Spawn {
+                what,
+                program: program.into(),
+                source,
+            })?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(format!("the pipes of {what} are missing"));
+            return Err(DriverError::Gone(format!(
+                "the pipes of {what} are missing"
+            )));
         };
         nix::fcntl::fcntl(
             stdout.as_fd(),
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
         )
-        .map_err(|e| format!("setting up the pipe of {what}: {e}"))?;
+        .map_err(|e| DriverError::io("setting up a pipe", e.into()))?;
         Ok(Piped {
             child,
             stdin,
@@ -185,7 +249,7 @@ impl Piped {
 
     /// Ends the child's process group (see `spawn::kill_group`).
     pub fn kill(mut self, sigs: &Signals) {
-        crate::spawn::kill_group(&mut self.child, sigs);
+        crate::sys::spawn::kill_group(&mut self.child, sigs);
     }
 
     /// Forgets a child that has exited on its own (noticed while idle), so that the next task

@@ -17,9 +17,10 @@
 use std::io::Write;
 use std::os::fd::BorrowedFd;
 
-use super::{outcome, Driver, Outcome, Piped, Setup, TaskCtx};
-use crate::signals::Signals;
-use crate::store;
+use super::{finished, Driver, DriverError, Finished, Piped, Setup, TaskCtx};
+use crate::protocol::store;
+use crate::protocol::task::{OUTPUT, PROMPT};
+use crate::sys::signals::Signals;
 
 pub struct Shell {
     program: Vec<String>,
@@ -49,7 +50,7 @@ impl Shell {
         program: Vec<String>,
         setup: Setup,
         tasks_dir: std::path::PathBuf,
-    ) -> Result<Shell, String> {
+    ) -> Result<Shell, DriverError> {
         let mut shell = Shell {
             program: if program.is_empty() {
                 default_program()
@@ -65,25 +66,31 @@ impl Shell {
         Ok(shell)
     }
 
-    fn ensure(&mut self) -> Result<&mut Piped, String> {
+    fn ensure(&mut self) -> Result<&mut Piped, DriverError> {
         if self.proc.is_none() {
-            let (program, args) = self.program.split_first().ok_or("empty shell command")?;
+            let (program, args) = self
+                .program
+                .split_first()
+                .ok_or_else(|| DriverError::Config("the shell command is empty".into()))?;
             let mut proc = Piped::spawn(program, args, &self.setup, "the shell")?;
             // The task runner, defined once. The folder is baked in, so that a task that changes
             // BATON_HOME cannot misdirect the next one; task ids are [0-9a-f-] only.
+            // The runner creates `output` (mode 0600) before each task; `>` keeps its mode.
             let tasks = quote(&self.tasks_dir.to_string_lossy());
             let mut prelude = format!(
-                "__baton_task() {{ export BATON_TASK_ID=\"$1\"; set --; {{ . {tasks}\"/$BATON_TASK_ID/prompt\"; }} </dev/null >{tasks}\"/$BATON_TASK_ID/output\" 2>&1; }}\n"
+                "__baton_task() {{ export BATON_TASK_ID=\"$1\"; set --; {{ . {tasks}\"/$BATON_TASK_ID/{PROMPT}\"; }} </dev/null >{tasks}\"/$BATON_TASK_ID/{OUTPUT}\" 2>&1; }}\n"
             );
             if program.contains("bash") {
                 prelude.push_str("readonly -f __baton_task\n");
             }
             proc.stdin
                 .write_all(prelude.as_bytes())
-                .map_err(|e| format!("setting up the shell: {e}"))?;
+                .map_err(|e| DriverError::io("setting up the shell", e))?;
             self.proc = Some(proc);
         }
-        self.proc.as_mut().ok_or_else(|| "no shell".into())
+        self.proc
+            .as_mut()
+            .ok_or_else(|| DriverError::Gone("no shell".into()))
     }
 }
 
@@ -97,24 +104,22 @@ fn find_status(buf: &[u8], nonce: &str) -> Option<i32> {
 }
 
 impl Driver for Shell {
-    fn start(&mut self, task: &TaskCtx) -> Result<(), String> {
+    fn start(&mut self, task: &TaskCtx) -> Result<(), DriverError> {
         let nonce = format!(
             "baton-done-{:016x}{:016x}",
             store::random_u64(),
             store::random_u64()
         );
-        if store::validate_task_id(task.id).is_err() {
-            return Err(format!("invalid task id {:?}", task.id));
-        }
+        // A `TaskId` is [0-9a-f-] only: safe on the shell's command line as it is.
         let script = format!(
             "__baton_task {}; printf '%s %s\\n' {nonce} \"$?\"\n",
             task.id
         );
         let proc = self.ensure()?;
         proc.buf.clear();
-        if let Err(e) = proc.stdin.write_all(script.as_bytes()) {
-            return Err(format!("the agent's shell is not reading its input: {e}"));
-        }
+        proc.stdin
+            .write_all(script.as_bytes())
+            .map_err(|e| DriverError::io("the agent's shell is not reading its input", e))?;
         self.nonce = Some(nonce);
         Ok(())
     }
@@ -123,18 +128,20 @@ impl Driver for Shell {
         self.proc.as_ref().map(Piped::fd)
     }
 
-    fn poll(&mut self) -> Option<Outcome> {
+    fn poll(&mut self) -> Option<Finished> {
         let nonce = self.nonce.clone()?;
         let proc = self.proc.as_mut()?;
         proc.read_available();
         if let Some(code) = find_status(&proc.buf, &nonce) {
             self.nonce = None;
-            return Some(Outcome {
-                ok: code == 0,
-                exit_code: Some(code),
-                error: (code != 0)
-                    .then(|| format!("the task's last command exited with status {code}")),
-            });
+            if code == 0 {
+                return Some(Ok(Some(0)));
+            }
+            return Some(Err(DriverError::Exited {
+                what: "the task's last command".into(),
+                how: format!("exited with status {code}"),
+                code: Some(code),
+            }));
         }
         if !proc.ended() {
             return None;
@@ -143,13 +150,15 @@ impl Driver for Shell {
         let mut proc = self.proc.take()?;
         self.nonce = None;
         let status = proc.child.wait().ok()?;
-        let mut o = outcome(status, "the agent's shell");
-        o.ok = false;
-        o.error = Some(format!(
-            "{} while running the task; the next task gets a fresh shell (working folder and variables are reset)",
-            o.error.unwrap_or_else(|| "the agent's shell exited".into())
-        ));
-        Some(o)
+        let (why, code) = match finished(status, "the agent's shell") {
+            Err(e) => (e.to_string(), e.exit_code()),
+            Ok(code) => ("the agent's shell exited".to_string(), code),
+        };
+        Some(Err(DriverError::Exited {
+            what: why,
+            how: "while running the task; the next task gets a fresh shell (working folder and variables are reset)".into(),
+            code,
+        }))
     }
 
     fn kill(&mut self, sigs: &Signals) {

@@ -10,14 +10,14 @@
 //! no `Stop`: a task in flight then fails once the agent is idle again (its next prompt, or the
 //! `idle_prompt` notification), or at its deadline.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{shell::quote, Driver, Outcome, Setup, TaskCtx};
+use super::{claude::write_output, shell::quote, Driver, DriverError, Finished, Setup, TaskCtx};
 use crate::hook::{self, Event};
-use crate::signals::Signals;
+use crate::protocol::AgentPaths;
+use crate::sys::signals::Signals;
 
 /// How long a pasted prompt may take to be submitted before Enter is sent once more, and then
 /// before the task fails. `BATON_TMUX_SUBMIT_WAIT` (in the runner's environment) changes it.
@@ -26,7 +26,7 @@ pub const SUBMIT_WAIT: Duration = Duration::from_secs(5);
 fn wait_setting(var: &str, default: Duration) -> Duration {
     std::env::var(var)
         .ok()
-        .and_then(|v| crate::time::parse_duration(&v).ok())
+        .and_then(|v| crate::sys::time::parse_duration(&v).ok())
         .unwrap_or(default)
 }
 
@@ -74,7 +74,7 @@ pub struct Options<'a> {
     pub name: &'a str,
     pub session: &'a str,
     pub command: Vec<String>,
-    pub agent_dir: &'a Path,
+    pub agent: &'a AgentPaths,
     pub baton: PathBuf,
 }
 
@@ -97,29 +97,35 @@ pub fn attach_command(place: &Place) -> Command {
     cmd
 }
 
-fn run(tmux: &Path, args: &[&str]) -> Result<String, String> {
+fn run(tmux: &Path, args: &[&str]) -> Result<String, DriverError> {
     let out = Command::new(tmux)
         .args(args)
         .output()
-        .map_err(|e| format!("running tmux: {e}"))?;
+        .map_err(|source| DriverError::Spawn {
+            what: "tmux",
+            program: tmux.display().to_string(),
+            source,
+        })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     } else {
-        Err(format!(
+        Err(DriverError::Tmux(format!(
             "tmux {}: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        )))
     }
 }
 
 impl Tmux {
     /// Opens (or adopts) the agent's window in `session`, creating the session if needed.
-    pub fn new(opts: Options, setup: &Setup) -> Result<Tmux, String> {
-        let tmux = which::which("tmux")
-            .map_err(|_| "the tmux driver needs tmux, which is not on PATH".to_string())?;
-        let events = opts.agent_dir.join("events");
-        crate::store::ensure_dir(&events).map_err(|e| e.to_string())?;
+    pub fn new(opts: Options, setup: &Setup) -> Result<Tmux, DriverError> {
+        let tmux = which::which("tmux").map_err(|_| {
+            DriverError::Config("the tmux driver needs tmux, which is not on PATH".into())
+        })?;
+        let events = opts.agent.events.clone();
+        crate::protocol::store::ensure_dir(&events)
+            .map_err(|e| DriverError::Config(e.to_string()))?;
         for stale in hook::take_events(&events) {
             drop(stale); // events of an earlier window mean nothing now
         }
@@ -203,8 +209,8 @@ impl Tmux {
             window_id,
             label: format!("{}:{}", opts.session, opts.name),
         };
-        crate::protocol::write_json(opts.agent_dir, "tmux.json", &place)
-            .map_err(|e| e.to_string())?;
+        crate::protocol::write_json(&opts.agent.tmux, &place)
+            .map_err(|e| DriverError::Config(e.to_string()))?;
         Ok(Tmux {
             submit_wait: wait_setting("BATON_TMUX_SUBMIT_WAIT", SUBMIT_WAIT),
             tmux,
@@ -218,43 +224,42 @@ impl Tmux {
         })
     }
 
-    fn tmux(&self, args: &[&str]) -> Result<String, String> {
+    fn tmux(&self, args: &[&str]) -> Result<String, DriverError> {
         let mut all = vec!["-S", self.place.socket.as_str()];
         all.extend_from_slice(args);
         run(&self.tmux, &all)
     }
 
-    fn enter(&self) -> Result<(), String> {
+    fn enter(&self) -> Result<(), DriverError> {
         self.tmux(&["send-keys", "-t", &self.place.window_id, "Enter"])
             .map(drop)
     }
 
-    fn done(&mut self, ok: bool, text: &str, error: Option<String>) -> Outcome {
-        if let Some(out) = self.output.take() {
-            let _ = fs::write(out, text);
-        }
+    /// Ends the task in flight: its output is `text`.
+    fn done(&mut self, text: &str, ended: Finished) -> Finished {
         self.phase = Phase::Idle;
         self.permission = false;
-        Outcome {
-            ok,
-            exit_code: None,
-            error,
+        if let Some(out) = self.output.take() {
+            if let Err(e) = write_output(&out, text) {
+                return Err(DriverError::io("writing the answer", e));
+            }
         }
+        ended
     }
 
-    fn interrupted(&mut self, how: &str) -> Outcome {
-        self.done(
-            false,
-            "",
-            Some(format!(
-                "the turn was interrupted in tmux window {} (no Stop hook fired); {how}",
-                self.place.label
-            )),
-        )
+    fn failed(&mut self, why: String) -> Finished {
+        self.done("", Err(DriverError::Gone(why)))
     }
 
-    /// Applies the pending hook events; returns the outcome of the task in flight, if one ends.
-    fn events(&mut self) -> Option<Outcome> {
+    fn interrupted(&mut self, how: &str) -> Finished {
+        self.failed(format!(
+            "the turn was interrupted in tmux window {} (no Stop hook fired); {how}",
+            self.place.label
+        ))
+    }
+
+    /// Applies the pending hook events; returns how the task in flight finished, if it did.
+    fn events(&mut self) -> Option<Finished> {
         let mut outcome = None;
         for Event { event, data } in hook::take_events(&self.events) {
             let in_flight = matches!(self.phase, Phase::Delivering { .. } | Phase::Working);
@@ -278,7 +283,7 @@ impl Tmux {
                     _ => self.phase = Phase::Person,
                 },
                 "Stop" if in_flight => {
-                    outcome = Some(self.done(true, &text("last_assistant_message"), None))
+                    outcome = Some(self.done(&text("last_assistant_message"), Ok(None)))
                 }
                 "StopFailure" if in_flight => {
                     let why = format!(
@@ -287,7 +292,8 @@ impl Tmux {
                             .map(|e| e.to_string())
                             .unwrap_or_else(|| "unknown".into())
                     );
-                    outcome = Some(self.done(false, "", Some(why.replace('"', ""))));
+                    let why = why.replace('"', "");
+                    outcome = Some(self.done("", Err(DriverError::Reported(why))));
                 }
                 "Stop" | "StopFailure" => {
                     self.phase = Phase::Idle;
@@ -309,8 +315,8 @@ impl Tmux {
                         "the agent's tmux window {} closed",
                         self.place.label
                     ));
-                    if in_flight {
-                        outcome = Some(self.done(false, "", self.gone.clone()));
+                    if let (true, Some(gone)) = (in_flight, self.gone.clone()) {
+                        outcome = Some(self.failed(gone));
                     }
                 }
                 _ => {}
@@ -321,9 +327,9 @@ impl Tmux {
 }
 
 impl Driver for Tmux {
-    fn start(&mut self, task: &TaskCtx) -> Result<(), String> {
+    fn start(&mut self, task: &TaskCtx) -> Result<(), DriverError> {
         if let Some(gone) = &self.gone {
-            return Err(gone.clone());
+            return Err(DriverError::Gone(gone.clone()));
         }
         let prompt = task.prompt.to_string_lossy();
         let win = self.place.window_id.clone();
@@ -349,7 +355,7 @@ impl Driver for Tmux {
         }
     }
 
-    fn poll(&mut self) -> Option<Outcome> {
+    fn poll(&mut self) -> Option<Finished> {
         if let Some(outcome) = self.events() {
             return Some(outcome);
         }
@@ -359,12 +365,12 @@ impl Driver for Tmux {
                     let why = format!(
                         "the prompt was pasted into tmux window {} but never submitted: no UserPromptSubmit hook fired within {} of two Enters (are baton's hooks installed? `baton install claude`)",
                         self.place.label,
-                        crate::time::human(self.submit_wait * 2)
+                        crate::sys::time::human(self.submit_wait * 2)
                     );
-                    return Some(self.done(false, "", Some(why)));
+                    return Some(self.failed(why));
                 }
                 if let Err(e) = self.enter() {
-                    return Some(self.done(false, "", Some(e)));
+                    return Some(self.done("", Err(e)));
                 }
                 self.phase = Phase::Delivering {
                     deadline: Instant::now() + self.submit_wait,

@@ -2,9 +2,9 @@
 //! `watch` a task until it finishes.
 
 use super::Runner;
-use crate::control::{Incoming, Reply, Request};
-use crate::protocol::State;
-use crate::{deliver, store};
+use crate::protocol::control::{Incoming, Reply, Request};
+use crate::protocol::inbox::{self, Stopped};
+use crate::protocol::{State, TaskId};
 
 impl Runner<'_> {
     /// Answers every pending control request; keeps the `watch` ones until their task ends.
@@ -13,9 +13,7 @@ impl Runner<'_> {
             match &incoming.request {
                 Ok(Request::Watch { task }) => {
                     let task = task.clone();
-                    let finished = store::validate_task_id(&task).is_err()
-                        || store::exists(&self.store.task_dir(&task).join("done.json"));
-                    if finished {
+                    if self.store.task(&task).is_done() {
                         incoming.reply(&Reply::Finished { task });
                     } else {
                         self.watchers.push((task, incoming));
@@ -35,7 +33,7 @@ impl Runner<'_> {
     }
 
     /// Tells every caller watching `task` that it has finished.
-    pub(super) fn wake(&mut self, task: &str) {
+    pub(super) fn wake(&mut self, task: &TaskId) {
         let (woken, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.watchers)
             .into_iter()
             .partition(|(t, _)| t == task);
@@ -72,16 +70,20 @@ impl Runner<'_> {
                     let _ = self.write_status();
                     Reply::Reset { summary: what }
                 }
-                Err(message) => Reply::Error { message },
+                Err(e) => Reply::Error {
+                    message: e.to_string(),
+                },
             },
-            Ok(Request::Cancel { task }) if self.status.current_task.as_deref() == Some(task) => {
+            Ok(Request::Cancel { task })
+                if self.status.current_task.as_deref() == Some(task.as_str()) =>
+            {
                 self.cancel_current = true;
                 Reply::Cancelling { task: task.clone() }
             }
             Ok(Request::Cancel { task }) => {
-                let queued = store::validate_task_id(task).is_ok()
-                    && deliver::withdraw_or_cancel(self.store, &self.paths, task, State::Cancelled)
-                        .is_ok_and(|s| s == deliver::Stopped::Withdrawn);
+                let queued =
+                    inbox::withdraw_or_cancel(self.store, &self.paths, task, State::Cancelled)
+                        .is_ok_and(|s| s == Stopped::Withdrawn);
                 if queued {
                     self.wake(task);
                     Reply::Cancelling { task: task.clone() }

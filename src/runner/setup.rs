@@ -1,14 +1,32 @@
-//! What a runner needs before it serves: its driver, its agent's scrubbed environment, and the
-//! agent's stable session id.
+//! What a runner needs before it serves: its spec resolved (an absolute working folder that
+//! exists), its driver, its agent's scrubbed environment, and the agent's stable session id.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use super::{DriverKind, Spec, BASE_ENV};
-use crate::driver::{self, Driver, Setup};
-use crate::error::{Error, IoContext};
-use crate::exit::{Exit, Failure, Result};
-use crate::store::{self, AgentPaths, Store};
+use super::BASE_ENV;
+use crate::driver::{self, Driver, DriverError, Setup};
+use crate::error::{usage, IoContext, StoreError};
+use crate::protocol::{store, AgentPaths, DriverKind, Spec, Store};
+
+/// `spec` with its working folder made absolute (the current one if it names none), checked.
+pub(super) fn resolve(spec: &Spec) -> anyhow::Result<Spec> {
+    let cwd = match &spec.cwd {
+        Some(c) => std::path::absolute(c).during("resolving the working folder", c)?,
+        None => std::env::current_dir().during("reading the current folder", ".")?,
+    };
+    if !cwd.is_dir() {
+        return Err(usage(format!(
+            "the working folder {} of agent {} does not exist",
+            cwd.display(),
+            spec.name
+        )));
+    }
+    Ok(Spec {
+        cwd: Some(cwd),
+        ..spec.clone()
+    })
+}
 
 /// The driver for `spec`, checked now so that a missing program fails `agent start`, not a task.
 pub(super) fn make_driver(
@@ -17,11 +35,11 @@ pub(super) fn make_driver(
     paths: &AgentPaths,
     setup: Setup,
     session: &str,
-) -> Result<Box<dyn Driver>> {
+) -> Result<Box<dyn Driver>, DriverError> {
     Ok(match spec.driver {
         DriverKind::Exec => {
             let Some(program) = spec.command.first() else {
-                return Err(Failure::msg(Exit::Usage, "the exec driver needs a command: baton agent run NAME --driver exec -- CMD ARGS..."));
+                return Err(DriverError::Config("the exec driver needs a command: baton agent run NAME --driver exec -- CMD ARGS...".into()));
             };
             // Resolved once, against the agent's own PATH, so that no task pays for the search.
             let agent_path = setup
@@ -30,35 +48,27 @@ pub(super) fn make_driver(
                 .find(|(k, _)| k == "PATH")
                 .map(|(_, v)| v.clone());
             let Ok(resolved) = which::which_in(program, agent_path, &setup.cwd) else {
-                return Err(Failure::msg(
-                    Exit::Usage,
-                    format!(
-                        "cannot find the command {program:?} for agent {}",
-                        spec.name
-                    ),
-                ));
+                return Err(DriverError::Config(format!(
+                    "cannot find the command {program:?} for agent {}",
+                    spec.name
+                )));
             };
             let mut command = spec.command.clone();
             command[0] = resolved.to_string_lossy().into_owned();
             Box::new(driver::exec::Exec::new(command, setup))
         }
-        DriverKind::Shell => Box::new(
-            driver::shell::Shell::new(spec.command.clone(), setup, store.tasks_dir())
-                .map_err(|e| Failure::msg(Exit::Usage, e))?,
-        ),
-        DriverKind::Claude => {
-            let program = find_claude(spec)?;
-            Box::new(
-                driver::claude::Claude::new(
-                    program,
-                    spec.command.clone(),
-                    setup,
-                    paths.dir.clone(),
-                    session,
-                )
-                .map_err(|e| Failure::msg(Exit::Usage, e))?,
-            )
-        }
+        DriverKind::Shell => Box::new(driver::shell::Shell::new(
+            spec.command.clone(),
+            setup,
+            store.tasks_dir(),
+        )?),
+        DriverKind::Claude => Box::new(driver::claude::Claude::new(
+            find_claude(spec)?,
+            spec.command.clone(),
+            setup,
+            paths,
+            session,
+        )?),
         DriverKind::Tmux => {
             let mut command = spec.command.clone();
             if command.is_empty() || command[0].starts_with('-') {
@@ -68,37 +78,32 @@ pub(super) fn make_driver(
                 name: &spec.name,
                 session: &spec.tmux_session,
                 command,
-                agent_dir: &paths.dir,
+                agent: paths,
                 baton: std::env::current_exe()
-                    .during("finding the baton binary", "/proc/self/exe")?,
+                    .map_err(|e| DriverError::io("finding the baton binary", e))?,
             };
-            Box::new(
-                driver::tmux::Tmux::new(opts, &setup).map_err(|e| Failure::msg(Exit::Usage, e))?,
-            )
+            Box::new(driver::tmux::Tmux::new(opts, &setup)?)
         }
     })
 }
 
 /// The claude binary: `--claude PATH`, else `claude` on PATH. Missing is an error at start.
-pub(super) fn find_claude(spec: &Spec) -> Result<PathBuf> {
+pub(super) fn find_claude(spec: &Spec) -> Result<PathBuf, DriverError> {
     let wanted = spec
         .claude
         .clone()
         .unwrap_or_else(|| PathBuf::from("claude"));
     which::which(&wanted).map_err(|_| {
-        Failure::msg(
-            Exit::Usage,
-            format!(
-                "cannot find Claude Code ({}) for agent {}: install it (npm install -g @anthropic-ai/claude-code) or pass --claude PATH",
-                wanted.display(),
-                spec.name
-            ),
-        )
+        DriverError::Config(format!(
+            "cannot find Claude Code ({}) for agent {}: install it (npm install -g @anthropic-ai/claude-code) or pass --claude PATH",
+            wanted.display(),
+            spec.name
+        ))
     })
 }
 
 /// The agent's stable session id, created on its first run.
-pub(super) fn session_id(paths: &AgentPaths) -> crate::error::Result<String> {
+pub(super) fn session_id(paths: &AgentPaths) -> Result<String, StoreError> {
     match store::read_nofollow(&paths.session) {
         Ok(b) => {
             let s = String::from_utf8_lossy(&b).trim().to_string();
@@ -107,19 +112,19 @@ pub(super) fn session_id(paths: &AgentPaths) -> crate::error::Result<String> {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("reading", &paths.session, e)),
+        Err(e) => return Err(StoreError::io("reading", &paths.session, e)),
     }
     let id = store::new_uuid();
-    store::write_atomic(&paths.dir, "session_id", format!("{id}\n").as_bytes())?;
+    store::write_atomic(&paths.session, format!("{id}\n").as_bytes())?;
     Ok(id)
 }
 
-/// The scrubbed environment: the base variables, `--pass-env`, `--env`, and baton's own.
+/// The scrubbed environment: the base variables, `pass_env`, `env`, and baton's own.
 pub(super) fn agent_env(
     store: &Store,
     spec: &Spec,
     session: &str,
-) -> Result<Vec<(OsString, OsString)>> {
+) -> anyhow::Result<Vec<(OsString, OsString)>> {
     let mut env: Vec<(OsString, OsString)> = Vec::new();
     let mut set = |k: OsString, v: OsString| {
         env.retain(|(key, _)| *key != k);
@@ -136,10 +141,7 @@ pub(super) fn agent_env(
     }
     for kv in &spec.env {
         let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.is_empty()) else {
-            return Err(Failure::msg(
-                Exit::Usage,
-                format!("--env takes KEY=VALUE, not {kv:?}"),
-            ));
+            return Err(usage(format!("--env takes KEY=VALUE, not {kv:?}")));
         };
         set(k.into(), v.into());
     }

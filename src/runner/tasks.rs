@@ -4,22 +4,22 @@
 
 use std::fs;
 use std::os::fd::AsFd;
-use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use inotify::WatchMask;
 use nix::libc;
-use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use super::Runner;
-use crate::driver::{Outcome, TaskCtx};
-use crate::error::{Error, IoContext};
-use crate::exit::Result;
-use crate::protocol::{self, AgentState, Done, State, Task};
-use crate::{deliver, store, time, wait};
+use crate::coordinator::wait::{drain_inotify, inotify_error};
+use crate::driver::TaskCtx;
+use crate::error::{IoContext, StoreError};
+use crate::poll::{earliest, Poll};
+use crate::protocol::inbox::{self, Entry};
+use crate::protocol::{store, AgentState, State, Task, TaskEnd, TaskPaths};
+use crate::sys::time;
 
 impl Runner<'_> {
-    pub(super) fn serve(&mut self) -> Result<()> {
+    pub(super) fn serve(&mut self) -> anyhow::Result<()> {
         loop {
             if self.stop_requested() {
                 return Ok(());
@@ -31,117 +31,123 @@ impl Runner<'_> {
                 return Ok(());
             }
             self.sync_idle_status();
-            let next = if self.driver.busy().is_none() {
-                deliver::inbox_entries(&self.paths.inbox_new)?
-                    .into_iter()
-                    .next()
-            } else {
-                None // a person, or a dialog, has the agent: tasks wait in the inbox
+            // While a person, or a dialog, has the agent, tasks wait in the inbox.
+            let next = match self.driver.busy() {
+                None => inbox::next(&self.paths)?,
+                Some(_) => None,
             };
-            if let Some((entry, id)) = next {
-                let cur = self.paths.inbox_cur.join(&entry);
-                match fs::rename(self.paths.inbox_new.join(&entry), &cur) {
-                    Ok(()) => self.run_task(&id, &cur)?,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {} // withdrawn
-                    Err(e) => return Err(Error::io("claiming", cur, e).into()),
+            if let Some(entry) = next {
+                if inbox::claim(&self.paths, &entry)? {
+                    self.run_task(&entry)?;
                 }
                 continue;
             }
-            let mut fds = [
-                PollFd::new(self.sigs.fd(), PollFlags::POLLIN),
-                PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN),
-                PollFd::new(self.control.fd(), PollFlags::POLLIN),
-            ];
-            let timeout = match self.driver.next_deadline() {
-                None => PollTimeout::NONE,
-                Some(at) => PollTimeout::try_from(
-                    at.saturating_duration_since(std::time::Instant::now())
-                        + Duration::from_millis(1),
-                )
-                .unwrap_or(PollTimeout::MAX),
-            };
-            match nix::poll::poll(&mut fds, timeout) {
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => {
-                    return Err(Error::io("waiting on", &self.paths.inbox_new, e.into()).into())
-                }
-            }
-            self.sigs.drain();
-            wait::drain_inotify(&mut self.inotify);
-            self.serve_control();
+            self.sleep(false, self.driver.next_deadline())
+                .during("waiting on", &self.paths.inbox_new)?;
         }
     }
 
-    /// Runs one claimed task to its end and writes `result` and `done.json`.
-    fn run_task(&mut self, id: &str, cur: &Path) -> Result<()> {
-        let dir = self.store.task_dir(id);
-        let done_path = dir.join("done.json");
-        let task = match protocol::read_json::<Task>(&dir.join("task.json")) {
-            Ok(Some(t)) => Ok(t),
-            Ok(None) => Err(format!("{} is missing", dir.join("task.json").display())),
-            Err(e) => Err(e.to_string()),
-        };
-        crate::test_hooks::pause_point(crate::test_hooks::AFTER_CLAIM);
-        // A task folder that is not what the protocol says (a planted link, someone else's) is
-        // never read or written: the task is dropped from the inbox and the log says why.
-        if let Err(e) = store::check_dir(&dir) {
-            if store::exists(&dir) {
-                self.say(&format!("task {id}: refused: {e}"));
+    /// Sleeps until a signal, an inotify event, a control request, input from the driver (with
+    /// `driver`) or `deadline`; then takes the signals and events and answers the control
+    /// requests.
+    fn sleep(&mut self, driver: bool, deadline: Option<Instant>) -> std::io::Result<()> {
+        {
+            let mut poll = Poll::new();
+            poll.add(self.sigs.fd());
+            poll.add(self.inotify.as_fd());
+            poll.add(self.control.fd());
+            if let Some(fd) = self.driver.fd().filter(|_| driver) {
+                poll.add(fd);
             }
-            let _ = fs::remove_file(cur);
-            return Ok(());
+            poll.wait(deadline)?;
         }
-        let prompt_ok = match fs::symlink_metadata(dir.join("prompt")) {
-            Ok(m) if m.file_type().is_file() => Ok(()),
-            Ok(_) => Err(format!(
-                "{} is not a regular file",
-                dir.join("prompt").display()
-            )),
-            Err(e) => Err(format!("{}: {e}", dir.join("prompt").display())),
-        };
-        let task = prompt_ok.and(task);
-        let result = match task {
-            _ if store::exists(&done_path) => None, // withdrawn or finished already
-            Err(why) => Some((State::Failed, None, Some(why))),
-            Ok(_) if store::exists(&dir.join("cancel")) => Some((
-                cancel_state(&dir),
-                None,
-                Some("cancelled before it started".into()),
-            )),
-            Ok(task) => Some(self.execute(&task, &dir)?),
-        };
-        if let Some((state, exit_code, error)) = result {
-            let output = dir.join("output");
-            if store::exists(&output) {
-                let result_path = dir.join("result");
-                fs::rename(&output, &result_path).during("publishing the result", &result_path)?;
-                crate::test_hooks::pause_point(crate::test_hooks::AFTER_RESULT);
-            } else if !store::exists(&dir.join("result")) && store::exists(&dir) {
-                store::write_atomic(&dir, "result", b"")?;
-            }
-            // status.json is true before the sentinel appears: whoever sees done.json and then
-            // asks for the status finds the agent idle and the task counted.
-            self.status.tasks_done += 1;
-            self.become_idle()?;
-            let mut done = Done::new(id, self.paths.name(), state);
-            done.exit_code = exit_code;
-            done.error = error.clone();
-            done.started_ms = Some(self.started_ms);
-            deliver::finish_once(self.store, &done)?;
-            let detail = error.map(|e| format!(": {e}")).unwrap_or_default();
-            self.say(&format!("task {id}: {}{detail}", state.as_str()));
-        } else {
-            self.become_idle()?;
-        }
-        let _ = fs::remove_file(cur);
-        self.wake(id);
+        self.sigs.drain();
+        drain_inotify(&mut self.inotify);
+        self.serve_control();
         Ok(())
     }
 
+    /// Runs one claimed task to its end and writes `result` and `done.json`.
+    fn run_task(&mut self, entry: &Entry) -> anyhow::Result<()> {
+        let task = self.store.task(&entry.id);
+        crate::test_hooks::pause_point(crate::test_hooks::AFTER_CLAIM);
+        // A task folder that is not what the protocol says (a planted link, someone else's) is
+        // never read or written: the task is dropped from the inbox and the log says why.
+        if let Err(e) = store::check_dir(&task.dir) {
+            if store::exists(&task.dir) {
+                self.say(&format!("task {}: refused: {e}", entry.id));
+            }
+            inbox::release(&self.paths, entry);
+            return Ok(());
+        }
+        let envelope = match crate::protocol::read_json::<Task>(&task.task) {
+            Ok(Some(t)) => Ok(t),
+            Ok(None) => Err(format!("{} is missing", task.task.display())),
+            Err(e) => Err(e.to_string()),
+        };
+        let prompt_ok = match fs::symlink_metadata(&task.prompt) {
+            Ok(m) if m.file_type().is_file() => Ok(()),
+            Ok(_) => Err(format!("{} is not a regular file", task.prompt.display())),
+            Err(e) => Err(format!("{}: {e}", task.prompt.display())),
+        };
+        let name = self.paths.name().to_string();
+        let end = match prompt_ok.and(envelope) {
+            _ if task.is_done() => None, // withdrawn or finished already
+            Err(why) => Some(TaskEnd::new(&entry.id, &name, State::Failed).with_error(why)),
+            Ok(envelope) => Some(match task.cancel_request() {
+                Some(state) => TaskEnd {
+                    created_ms: Some(envelope.created_ms),
+                    ..TaskEnd::new(&entry.id, &name, state)
+                        .with_error("cancelled before it started")
+                },
+                None => self.execute(&envelope, &task)?,
+            }),
+        };
+        match end {
+            Some(end) => self.publish(&task, end)?,
+            None => self.become_idle()?,
+        }
+        inbox::release(&self.paths, entry);
+        self.wake(&entry.id);
+        Ok(())
+    }
+
+    /// Publishes a task's end: `output` becomes `result`, the status says idle (and counts the
+    /// task), and `done.json` appears last.
+    fn publish(&mut self, task: &TaskPaths, end: TaskEnd) -> anyhow::Result<()> {
+        if store::exists(&task.output) {
+            fs::rename(&task.output, &task.result).during("publishing the result", &task.result)?;
+            crate::test_hooks::pause_point(crate::test_hooks::AFTER_RESULT);
+        } else if !store::exists(&task.result) {
+            store::write_atomic(&task.result, b"")?;
+        }
+        // status.json is true before the sentinel appears: whoever sees done.json and then
+        // asks for the status finds the agent idle and the task counted.
+        self.status.tasks_done += 1;
+        self.become_idle()?;
+        task.record_end(&end)?;
+        let detail = end.error.map(|e| format!(": {e}")).unwrap_or_default();
+        self.say(&format!(
+            "task {}: {}{detail}",
+            end.task_id,
+            end.state.as_str()
+        ));
+        Ok(())
+    }
+
+    fn become_idle(&mut self) -> Result<(), StoreError> {
+        self.status.status = AgentState::Idle;
+        self.status.current_task = None;
+        if let Some(summary) = self.driver.summary() {
+            self.status.context_summary = summary;
+        }
+        self.write_status()
+    }
+
     /// Runs the task with the driver, watching for a cancel request, a stop signal and the
-    /// deadline. Returns the state, exit code and error to record.
-    fn execute(&mut self, task: &Task, dir: &Path) -> Result<(State, Option<i32>, Option<String>)> {
-        let id = task.task_id.as_str();
+    /// deadline.
+    fn execute(&mut self, envelope: &Task, task: &TaskPaths) -> anyhow::Result<TaskEnd> {
+        let id = &envelope.task_id;
         self.started_ms = time::now_ms();
         self.status.status = AgentState::Working;
         self.status.current_task = Some(id.to_string());
@@ -153,11 +159,11 @@ impl Runner<'_> {
         let wd = match self
             .inotify
             .watches()
-            .add(dir, WatchMask::MOVED_TO | WatchMask::CREATE)
+            .add(&task.dir, WatchMask::MOVED_TO | WatchMask::CREATE)
         {
             Ok(wd) => Some(wd),
             Err(e) => {
-                let e = wait::inotify_error("watching", dir, e);
+                let e = inotify_error("watching", &task.dir, e);
                 self.say(&format!(
                     "{e}; checking for a cancel request once a second instead"
                 ));
@@ -165,63 +171,63 @@ impl Runner<'_> {
             }
         };
         self.unwatched = wd.is_none();
-        let prompt = dir.join("prompt");
-        let output = dir.join("output");
         let ctx = TaskCtx {
             id,
-            prompt: &prompt,
-            output: &output,
+            prompt: &task.prompt,
+            output: &task.output,
         };
-        let ended = match self.driver.start(&ctx) {
-            Err(why) => (State::Failed, None, Some(why)),
-            Ok(()) => self.supervise(task, dir)?,
+        // The answer file exists from the start, private (mode 0600) whatever writes into it.
+        let ended = match store::create_private(&task.output) {
+            Err(e) => Err(crate::driver::DriverError::io("creating the output", e)),
+            Ok(_) => self.driver.start(&ctx),
+        };
+        let (state, exit_code, error) = match ended {
+            Err(e) => (State::Failed, e.exit_code(), Some(e.to_string())),
+            Ok(()) => self.supervise(envelope, task)?,
         };
         if let Some(wd) = wd {
             let _ = self.inotify.watches().remove(wd);
         }
-        Ok(ended)
+        Ok(TaskEnd {
+            exit_code,
+            error,
+            created_ms: Some(envelope.created_ms),
+            started_ms: Some(self.started_ms),
+            ..TaskEnd::new(id, self.paths.name(), state)
+        })
     }
 
     fn supervise(
         &mut self,
-        task: &Task,
-        dir: &Path,
-    ) -> Result<(State, Option<i32>, Option<String>)> {
+        envelope: &Task,
+        task: &TaskPaths,
+    ) -> anyhow::Result<(State, Option<i32>, Option<String>)> {
         loop {
             self.sigs.take_one(libc::SIGCHLD);
-            if let Some(Outcome {
-                ok,
-                exit_code,
-                error,
-            }) = self.driver.poll()
-            {
-                let state = if ok { State::Ok } else { State::Failed };
-                return Ok((state, exit_code, error));
+            if let Some(finished) = self.driver.poll() {
+                return Ok(match finished {
+                    Ok(code) => (State::Ok, code, None),
+                    Err(e) => (State::Failed, e.exit_code(), Some(e.to_string())),
+                });
             }
             let stop = if self.stop_requested() {
                 Some((
                     State::Cancelled,
-                    "the agent was stopped while running it".to_string(),
+                    "the agent was stopped while running it".into(),
                 ))
             } else if std::mem::take(&mut self.cancel_current) {
                 Some((
                     State::Cancelled,
-                    "cancelled through the control socket".to_string(),
+                    "cancelled through the control socket".into(),
                 ))
-            } else if store::exists(&dir.join("cancel")) {
-                let state = cancel_state(dir);
-                Some((
-                    state,
-                    format!(
-                        "{} at the caller's request",
-                        if state == State::Timeout {
-                            "timed out"
-                        } else {
-                            "cancelled"
-                        }
-                    ),
-                ))
-            } else if task.deadline_ms.is_some_and(|d| time::now_ms() >= d) {
+            } else if let Some(state) = task.cancel_request() {
+                let words = if state == State::Timeout {
+                    "timed out"
+                } else {
+                    "cancelled"
+                };
+                Some((state, format!("{words} at the caller's request")))
+            } else if envelope.deadline_ms.is_some_and(|d| time::now_ms() >= d) {
                 Some((State::Timeout, "its deadline passed".to_string()))
             } else {
                 None
@@ -230,50 +236,16 @@ impl Runner<'_> {
                 self.driver.kill(&self.sigs);
                 return Ok((state, None, Some(why)));
             }
-            self.sync_held_status(&task.task_id);
+            self.sync_held_status(&envelope.task_id);
             // Wake for the task's deadline or the driver's, whichever comes first.
-            let task_deadline = task.deadline_ms.map(|d| {
-                std::time::Instant::now()
-                    + Duration::from_millis(d.saturating_sub(time::now_ms()) + 1)
+            let task_deadline = envelope.deadline_ms.and_then(|d| {
+                Instant::now().checked_add(Duration::from_millis(d.saturating_sub(time::now_ms())))
             });
             let fallback = self
                 .unwatched
-                .then(|| std::time::Instant::now() + Duration::from_secs(1));
-            let timeout = match [task_deadline, self.driver.next_deadline(), fallback]
-                .into_iter()
-                .flatten()
-                .min()
-            {
-                None => PollTimeout::NONE,
-                Some(at) => {
-                    let left = at.saturating_duration_since(std::time::Instant::now())
-                        + Duration::from_millis(1);
-                    PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
-                }
-            };
-            {
-                let mut fds = vec![
-                    PollFd::new(self.sigs.fd(), PollFlags::POLLIN),
-                    PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN),
-                    PollFd::new(self.control.fd(), PollFlags::POLLIN),
-                ];
-                if let Some(fd) = self.driver.fd() {
-                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
-                }
-                match nix::poll::poll(&mut fds, timeout) {
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                    Err(e) => return Err(Error::io("waiting on", dir, e.into()).into()),
-                }
-            }
-            self.sigs.drain();
-            wait::drain_inotify(&mut self.inotify);
-            self.serve_control();
+                .then(|| Instant::now() + Duration::from_secs(1));
+            let deadline = earliest([task_deadline, self.driver.next_deadline(), fallback]);
+            self.sleep(true, deadline).during("waiting on", &task.dir)?;
         }
     }
-}
-
-/// The state a cancel request asks for.
-fn cancel_state(dir: &Path) -> State {
-    let text = store::read_nofollow(&dir.join("cancel")).unwrap_or_default();
-    State::from_cancel_request(&String::from_utf8_lossy(&text))
 }

@@ -292,7 +292,7 @@ impl Drop for Mount {
 }
 
 #[test]
-fn a_full_disk_while_delivering_exits_2_and_keeps_the_prompt() {
+fn a_full_disk_while_delivering_exits_6_and_keeps_the_prompt() {
     let env = Env::new();
     let Some(_mount) = Mount::tmpfs(&env.home, "256k") else {
         return;
@@ -305,9 +305,9 @@ fn a_full_disk_while_delivering_exits_2_and_keeps_the_prompt() {
     let file = env.path("prompt.md");
     fs::write(&file, text).unwrap();
     let big = vec![b'x'; 300 * 1024];
-    let out = env.run_stdin(["ask", "sh1", "-"], &big).expect(2);
+    let out = env.run_stdin(["ask", "sh1", "-"], &big).expect(6);
     assert!(out.stderr.contains("disk is full"), "{}", out.stderr);
-    let out = env.run([&file]).expect(2);
+    let out = env.run([&file]).expect(6);
     assert!(
         out.stderr.contains("disk is full") || out.stderr.contains("No space"),
         "{}",
@@ -320,7 +320,7 @@ fn a_full_disk_while_delivering_exits_2_and_keeps_the_prompt() {
 }
 
 #[test]
-fn a_read_only_state_folder_exits_2_and_keeps_the_prompt() {
+fn a_read_only_state_folder_exits_6_and_keeps_the_prompt() {
     let env = Env::new();
     env.start("sh1", &[]);
     // The runner keeps files open under agents/; make tasks/ read-only under it.
@@ -330,10 +330,10 @@ fn a_read_only_state_folder_exits_2_and_keeps_the_prompt() {
     let text = "@sh1 echo this must survive";
     let file = env.path("prompt.md");
     fs::write(&file, text).unwrap();
-    let out = env.run([&file]).expect(2);
+    let out = env.run([&file]).expect(6);
     assert!(out.stderr.contains("read-only"), "{}", out.stderr);
     assert_eq!(fs::read_to_string(&file).unwrap(), text);
-    let out = env.run(["ask", "sh1", "echo x"]).expect(2);
+    let out = env.run(["ask", "sh1", "echo x"]).expect(6);
     assert!(out.stderr.contains("read-only"), "{}", out.stderr);
     assert!(env.inbox("sh1", "new").is_empty());
 }

@@ -17,8 +17,10 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::error::{Error, IoContext, Result};
-use crate::signals::Waker;
+use crate::error::{IoContext, StoreError};
+use crate::sys::signals::Waker;
+
+type Result<T> = std::result::Result<T, StoreError>;
 
 /// How long a starting runner waits for a lock that a probe may be holding for an instant.
 const PROBE_GRACE: Duration = Duration::from_millis(300);
@@ -50,11 +52,11 @@ pub fn hold(path: &Path) -> Result<Option<Held>> {
                 .during("starting a thread to take the lock", path)?;
             match rx.recv_timeout(PROBE_GRACE) {
                 Ok(Ok(held)) => Ok(Some(held)),
-                Ok(Err((_, e))) => Err(Error::io("locking", path, e.into())),
+                Ok(Err((_, e))) => Err(StoreError::io("locking", path, e.into())),
                 Err(_) => Ok(None),
             }
         }
-        Err((_, e)) => Err(Error::io("locking", path, e.into())),
+        Err((_, e)) => Err(StoreError::io("locking", path, e.into())),
     }
 }
 
@@ -75,6 +77,56 @@ pub fn is_alive(path: &Path) -> bool {
         Ok(_probe) => false, // unlocked when dropped
         Err((_, e)) => e == Errno::EWOULDBLOCK,
     }
+}
+
+/// How long a lock held by a process that is being killed may take to be released.
+const DYING_GRACE: Duration = Duration::from_secs(2);
+
+/// True if a live runner holds the lock at `path`. Unlike `is_alive`, a holder that is dying
+/// (killed, a zombie, or gone) is waited for, boundedly, until the kernel releases its lock: a
+/// start right after `kill -9` must not find the agent "already running".
+pub fn runner_alive(path: &Path) -> bool {
+    if !is_alive(path) {
+        return false;
+    }
+    match holder_pid(path) {
+        Some(pid) if dying(pid) => !wait_free(path, DYING_GRACE),
+        _ => true,
+    }
+}
+
+/// True if process `pid` is on its way out: gone, a zombie, exiting, or with SIGKILL pending.
+fn dying(pid: u32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let (Ok(stat), Ok(status)) = (
+        std::fs::read_to_string(format!("/proc/{pid}/stat")),
+        std::fs::read_to_string(format!("/proc/{pid}/status")),
+    ) else {
+        return true;
+    };
+    // After the command name: state is the first field, the task's flags the seventh.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let exiting = fields
+        .get(6)
+        .and_then(|f| f.parse::<u64>().ok())
+        .is_some_and(|flags| flags & PF_EXITING != 0);
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let state = field("State:");
+    let sigkill = 1u64 << (nix::libc::SIGKILL - 1);
+    let pending = ["SigPnd:", "ShdPnd:"]
+        .iter()
+        .any(|f| u64::from_str_radix(&field(f), 16).is_ok_and(|m| m & sigkill != 0));
+    exiting || state.starts_with('Z') || state.starts_with('X') || pending
 }
 
 /// A thread that sets `dead` and wakes the loop when the runner holding `path` dies.

@@ -10,7 +10,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use interprocess::local_socket::traits::Listener as _;
@@ -21,8 +21,9 @@ use interprocess::os::unix::local_socket::ListenerOptionsExt;
 use interprocess::os::unix::uds_local_socket as uds;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, IoContext, Result};
-use crate::protocol::Status;
+use super::agent::{AgentPaths, Status};
+use super::task::TaskId;
+use crate::error::{IoContext, StoreError};
 
 /// How long either side waits for the other's line.
 const IO_TIMEOUT: Duration = Duration::from_millis(500);
@@ -32,17 +33,17 @@ const IO_TIMEOUT: Duration = Duration::from_millis(500);
 pub enum Request {
     Ping,
     Cancel {
-        task: String,
+        task: TaskId,
     },
     /// Start a fresh session (drivers that keep one); refused while a task runs.
     Reset,
     /// Reply `finished` once the task has its `done.json` (at once if it has).
     Watch {
-        task: String,
+        task: TaskId,
     },
     /// The task was finished by someone else (its `done.json` is written): wake its watchers.
     Finished {
-        task: String,
+        task: TaskId,
     },
 }
 
@@ -50,10 +51,10 @@ pub enum Request {
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
     Pong { status: Status },
-    Cancelling { task: String },
-    NotRunning { task: String },
+    Cancelling { task: TaskId },
+    NotRunning { task: TaskId },
     Reset { summary: String },
-    Finished { task: String },
+    Finished { task: TaskId },
     Noted,
     Error { message: String },
 }
@@ -80,11 +81,12 @@ impl Incoming {
 impl Server {
     /// Listens on `path`. Only the lock holder calls this, so a socket file already there is
     /// stale (its runner died) and is removed first.
-    pub fn bind(path: &Path) -> Result<Server> {
+    pub fn bind(path: &Path) -> Result<Server, StoreError> {
+        crate::protocol::store::check_socket_path(path)?;
         match std::fs::remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("removing the stale socket", path, e)),
+            Err(e) => return Err(StoreError::io("removing the stale socket", path, e)),
         }
         let name = path
             .to_fs_name::<GenericFilePath>()
@@ -126,44 +128,59 @@ impl Server {
 }
 
 /// What asking a runner over its socket can come to.
-#[derive(Debug)]
-pub enum Unreachable {
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
     /// No socket file, or nothing listening on it.
+    #[error("nothing listens on its control socket")]
     NoListener,
     /// Connected, but no well-formed reply within the timeout.
+    #[error("no answer on its control socket ({0})")]
     NoAnswer(String),
+    /// The runner answered with an error.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Sends one request to the runner listening at `path` and reads its reply.
-pub fn call(path: &Path, request: &Request) -> std::result::Result<Reply, Unreachable> {
-    let mut stream = UnixStream::connect(path).map_err(|_| Unreachable::NoListener)?;
+pub fn call(path: &Path, request: &Request) -> Result<Reply, ControlError> {
+    let mut stream = UnixStream::connect(path).map_err(|_| ControlError::NoListener)?;
     let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-    let mut line = serde_json::to_vec(request).map_err(|e| Unreachable::NoAnswer(e.to_string()))?;
+    let mut line =
+        serde_json::to_vec(request).map_err(|e| ControlError::NoAnswer(e.to_string()))?;
     line.push(b'\n');
     stream
         .write_all(&line)
-        .map_err(|e| Unreachable::NoAnswer(e.to_string()))?;
+        .map_err(|e| ControlError::NoAnswer(e.to_string()))?;
     let mut reply = String::new();
     BufReader::new(stream)
         .read_line(&mut reply)
-        .map_err(|e| Unreachable::NoAnswer(e.to_string()))?;
-    serde_json::from_str(&reply).map_err(|e| Unreachable::NoAnswer(format!("{e} in {reply:?}")))
+        .map_err(|e| ControlError::NoAnswer(e.to_string()))?;
+    match serde_json::from_str(&reply) {
+        Ok(Reply::Error { message }) => Err(ControlError::Refused(message)),
+        Ok(reply) => Ok(reply),
+        Err(e) => Err(ControlError::NoAnswer(format!("{e} in {reply:?}"))),
+    }
+}
+
+/// Tells `agent`'s runner (if it listens) that a task it never ran has its `done.json`, so that
+/// callers watching that task through the runner wake up. Best effort: they also wake when the
+/// runner goes away. Never called by the runner itself.
+pub fn tell_finished(agent: &AgentPaths, task: &TaskId) {
+    if crate::protocol::store::exists(&agent.sock) {
+        let _ = call(&agent.sock, &Request::Finished { task: task.clone() });
+    }
 }
 
 /// Asks the runner at `path` to tell, on the returned connection, when `task` has finished. The
 /// connection is non-blocking; it becomes readable with the reply, or with end-of-file if the
 /// runner dies first.
-pub fn watch(path: &Path, task: &str) -> std::io::Result<UnixStream> {
+pub fn watch(path: &Path, task: &TaskId) -> std::io::Result<UnixStream> {
     let mut stream = UnixStream::connect(path)?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let mut line = serde_json::to_vec(&Request::Watch { task: task.into() })?;
+    let mut line = serde_json::to_vec(&Request::Watch { task: task.clone() })?;
     line.push(b'\n');
     stream.write_all(&line)?;
     stream.set_nonblocking(true)?;
     Ok(stream)
-}
-
-pub fn socket_path(agent_dir: &Path) -> PathBuf {
-    agent_dir.join("sock")
 }

@@ -1,14 +1,24 @@
 //! Wall-clock formatting (RFC 3339, UTC) and the duration syntax the CLI accepts ("500ms", "10s",
 //! "5m", "2h", "7d", or bare seconds). Kept here so that no date crate is needed.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
+    (now_ns() / 1_000_000) as u64
+}
+
+/// Nanoseconds since the Unix epoch.
+pub fn now_ns() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(|d| d.as_nanos())
         .unwrap_or(0)
+}
+
+/// The instant `d` from now; `None` ("no deadline") when the clock cannot hold it.
+pub fn deadline_after(d: Duration) -> Option<Instant> {
+    Instant::now().checked_add(d)
 }
 
 /// Formats milliseconds since the epoch as RFC 3339 UTC, e.g. `2026-11-21T15:47:03.123Z`.
@@ -100,5 +110,14 @@ mod tests {
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("5y").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn a_deadline_beyond_the_clock_is_no_deadline() {
+        assert_eq!(deadline_after(Duration::MAX), None);
+        let huge = parse_duration("100000000000d").unwrap();
+        assert!(deadline_after(huge).is_some_and(|d| d > Instant::now()));
+        assert!(deadline_after(Duration::from_secs(1)).is_some());
     }
 }

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
-use crate::signals::Signals;
+use super::signals::Signals;
+use crate::poll::Poll;
 
 /// A command in its own session, detached from the caller's terminal.
 pub fn detached(cmd: &mut Command) -> &mut Command {
@@ -60,16 +61,12 @@ pub fn kill_group(child: &mut Child, sigs: &Signals) {
             let _ = killpg(pgid, Signal::SIGKILL);
             return;
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if Instant::now() >= deadline {
             break;
         }
-        let mut fds = [nix::poll::PollFd::new(
-            sigs.fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        let t = nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::MAX);
-        let _ = nix::poll::poll(&mut fds, t);
+        let mut poll = Poll::new();
+        poll.add(sigs.fd());
+        let _ = poll.wait(Some(deadline));
         sigs.drain();
     }
     let _ = killpg(pgid, Signal::SIGKILL);

@@ -1,0 +1,396 @@
+//! The coordinator: the one place that delegates. Every entry point (`ask`, `send`, `wait`,
+//! editor mode, and through them the demo) hands it a `Plan` and gets back one `TaskEnd` per
+//! task; entry points parse and print, nothing more.
+//!
+//! Delegation is: resolve the agents (known, and live unless the plan queues), deliver to each
+//! (taking back what was delivered if one delivery fails), wait for every task to end (the
+//! `wait` module's one loop), and turn the way the wait ended into ends — cancelling or
+//! withdrawing what is left when the caller owns the tasks and the wait ended early (a signal,
+//! a key, the deadline, a lost agent). A task's end is never invented where it can be read: a
+//! task that finished is reported as it finished.
+//!
+//! Errors are only what keeps delegation from happening at all (bad input, an agent that is not
+//! running, a failing machine); everything that happens to a delivered task is its `TaskEnd`.
+
+pub mod wait;
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::protocol::control;
+use crate::protocol::inbox::{self, Delivered, Request, Stopped};
+use crate::protocol::{lock, store, AgentPaths, State, Store, Task, TaskEnd, TaskId, TaskPaths};
+use crate::sys::signals::{self, Signals};
+use crate::sys::term::Tty;
+use crate::sys::time;
+use crate::test_hooks::{pause_point, BEFORE_DELIVER, CANCELLING};
+use wait::{Pending, Stop};
+
+/// What to delegate and how.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The agents, each gets the same prompt (fan-out).
+    pub agents: Vec<String>,
+    pub prompt: Vec<u8>,
+    /// 0 (first) to 9 (last).
+    pub priority: u8,
+    /// The task is cancelled (as `timeout`) after this long.
+    pub timeout: Option<Duration>,
+    /// Deliver even if an agent has no live runner, and wait for one to start.
+    pub queue: bool,
+    /// Wait for the answers (`ask`, editor mode), or return once delivered (`send`): then every
+    /// end is `detached`.
+    pub wait: bool,
+}
+
+/// The caller's side of a wait: its signals (installed once, early, before anything is
+/// delivered) and its terminal, when a person is there to press keys and see a status line.
+pub struct Caller {
+    pub sigs: Signals,
+    pub tty: Option<Tty>,
+}
+
+impl Caller {
+    /// Installs the stop signals; with `terminal`, takes the terminal if there is one.
+    pub fn new(terminal: bool) -> anyhow::Result<Caller> {
+        let sigs = Signals::install(&signals::STOP_SIGNALS)
+            .map_err(|e| Error::Environment(format!("installing signal handlers: {e}")))?;
+        let tty = if terminal { Tty::open() } else { None };
+        Ok(Caller { sigs, tty })
+    }
+}
+
+/// Delivers `plan`'s prompt to its agents and, if the plan waits, waits for their ends.
+pub fn delegate(store: &Store, plan: &Plan, caller: &mut Caller) -> anyhow::Result<Vec<TaskEnd>> {
+    let agents = resolve(store, &plan.agents)?;
+    if !plan.queue {
+        require_live(&agents)?;
+    }
+    let req = Request {
+        prompt: &plan.prompt,
+        priority: plan.priority,
+        timeout: plan.timeout,
+    };
+    pause_point(BEFORE_DELIVER);
+    let delivered = deliver_all(store, &agents, &req)?;
+    if !plan.wait {
+        return Ok(delivered.iter().map(detached_at_once).collect());
+    }
+    let mut pending: Vec<Pending> = delivered
+        .into_iter()
+        .zip(agents)
+        .map(|(d, a)| Pending::new(a, d.task, d.created_ms))
+        .collect();
+    let how = How {
+        timeout: plan.timeout,
+        watch_liveness: !plan.queue,
+        owned: true,
+    };
+    finish(store, &mut pending, caller, &how)
+}
+
+/// Waits for tasks delivered earlier (`baton wait`): the caller does not own them, so stopping
+/// the wait leaves them running.
+pub fn follow(
+    store: &Store,
+    ids: &[TaskId],
+    timeout: Option<Duration>,
+    caller: &mut Caller,
+) -> anyhow::Result<Vec<TaskEnd>> {
+    let mut pending = Vec::new();
+    for id in ids {
+        let (task, agent) = load(store, id)?;
+        pending.push(Pending::new(agent, store.task(id), task.created_ms));
+    }
+    let how = How {
+        timeout,
+        watch_liveness: true,
+        owned: false,
+    };
+    finish(store, &mut pending, caller, &how)
+}
+
+/// A task named by its id: its envelope and its agent.
+pub fn load(store: &Store, id: &TaskId) -> anyhow::Result<(Task, AgentPaths)> {
+    let paths = store.task(id);
+    let task: Task = crate::protocol::read_json(&paths.task)?
+        .ok_or_else(|| Error::Usage(format!("no such task: {id}")))?;
+    let agent = store.agent(&task.agent)?.ok_or_else(|| {
+        Error::Usage(format!(
+            "task {id} names agent {:?}, which has no folder",
+            task.agent
+        ))
+    })?;
+    Ok((task, agent))
+}
+
+/// A finished task's end with its answer; `None` if it has not finished.
+pub fn end_of(store: &Store, id: &TaskId) -> anyhow::Result<Option<TaskEnd>> {
+    let (task, _) = load(store, id)?;
+    let paths = store.task(id);
+    Ok(paths
+        .read_end(&task.agent)
+        .map(|end| with_answer(end, &paths, task.created_ms)))
+}
+
+/// Withdraws a queued task, or asks its agent to stop it, as a caller (not the runner) does: a
+/// watcher of a withdrawn task is woken through the runner.
+pub fn cancel(store: &Store, id: &TaskId, state: State) -> anyhow::Result<Stopped> {
+    let (_, agent) = load(store, id)?;
+    Ok(stop_task(store, &agent, id, state)?)
+}
+
+/// The agents named, each known to the state folder; unknown → exit 2 with the live agents.
+pub fn resolve(store: &Store, names: &[String]) -> anyhow::Result<Vec<AgentPaths>> {
+    let mut agents = Vec::with_capacity(names.len());
+    for name in names {
+        match store.agent(name)? {
+            Some(paths) => agents.push(paths),
+            None => {
+                let live = live_agents(store);
+                return Err(Error::UnknownAgent {
+                    name: name.clone(),
+                    live: if live.is_empty() {
+                        "none".into()
+                    } else {
+                        live.join(", ")
+                    },
+                }
+                .into());
+            }
+        }
+    }
+    Ok(agents)
+}
+
+/// The names of the agents whose runner is alive.
+pub fn live_agents(store: &Store) -> Vec<String> {
+    store
+        .agent_names()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| store.agent_paths(n).is_ok_and(|p| lock::is_alive(&p.lock)))
+        .collect()
+}
+
+/// Fails with exit 5 if an agent has no live runner.
+fn require_live(agents: &[AgentPaths]) -> anyhow::Result<()> {
+    for a in agents {
+        if !lock::runner_alive(&a.lock) {
+            return Err(Error::NotRunning {
+                agent: a.name().into(),
+                hint: format!(
+                    "start it with `baton agent start {}` (or pass --queue to leave the task for its next runner)",
+                    a.name()
+                ),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Delivers one request to every agent; if one delivery fails, withdraws the others.
+fn deliver_all(
+    store: &Store,
+    agents: &[AgentPaths],
+    req: &Request,
+) -> anyhow::Result<Vec<Delivered>> {
+    let mut delivered: Vec<Delivered> = Vec::with_capacity(agents.len());
+    for a in agents {
+        match inbox::deliver(store, a, req) {
+            Ok(d) => delivered.push(d),
+            Err(e) => {
+                for (d, owner) in delivered.iter().zip(agents) {
+                    let _ = inbox::withdraw_or_cancel(store, owner, &d.task.id, State::Cancelled);
+                }
+                return Err(
+                    anyhow::Error::new(e).context(format!("delivering the task to {}", a.name()))
+                );
+            }
+        }
+    }
+    Ok(delivered)
+}
+
+fn detached_at_once(d: &Delivered) -> TaskEnd {
+    TaskEnd {
+        created_ms: Some(d.created_ms),
+        ..TaskEnd::new(&d.task.id, &d.agent, State::Detached).with_error(format!(
+            "delivered; the task runs on: `baton wait {0}` or `baton result {0}`",
+            d.task.id
+        ))
+    }
+}
+
+/// Takes a queued task back or asks its agent to stop it, then wakes the runner's watchers of a
+/// task it took back.
+fn stop_task(
+    store: &Store,
+    agent: &AgentPaths,
+    id: &TaskId,
+    state: State,
+) -> Result<Stopped, crate::error::StoreError> {
+    let stopped = inbox::withdraw_or_cancel(store, agent, id, state)?;
+    if stopped == Stopped::Withdrawn {
+        control::tell_finished(agent, id);
+    }
+    Ok(stopped)
+}
+
+/// How a wait goes.
+struct How {
+    timeout: Option<Duration>,
+    /// A runner's death ends the wait for its tasks (unless another runner takes them over).
+    watch_liveness: bool,
+    /// The caller delivered these tasks: when the wait ends early it withdraws or cancels them.
+    owned: bool,
+}
+
+/// Waits for every pending task, and returns each one's end: read from its folder when it
+/// finished, else what the early end of the wait made of it.
+fn finish(
+    store: &Store,
+    pending: &mut [Pending],
+    caller: &mut Caller,
+    how: &How,
+) -> anyhow::Result<Vec<TaskEnd>> {
+    let opts = wait::Options {
+        deadline: how.timeout.and_then(time::deadline_after),
+        watch_liveness: how.watch_liveness,
+        owned: how.owned,
+    };
+    let stop = match wait::wait(store, pending, &caller.sigs, &opts, caller.tty.as_mut()) {
+        Ok(stop) => stop,
+        Err(e) => {
+            // A wait that cannot even start (the inotify limits) takes back what it delivered.
+            stop_rest(store, pending, how, State::Cancelled);
+            return Err(e.into());
+        }
+    };
+    let lost_task = match stop {
+        Stop::Lost(i, why) => Some((i, record_loss(&pending[i], why))),
+        _ => None,
+    };
+    let (state, why) = match stop {
+        Stop::AllDone => return Ok(pending.iter().map(read_finished).collect()),
+        Stop::Signal(sig) => (
+            State::Cancelled,
+            format!("cancelled by {}", signals::name(sig)),
+        ),
+        Stop::CancelKey => (State::Cancelled, "cancelled by Ctrl-C".into()),
+        Stop::Timeout => (
+            State::Timeout,
+            format!(
+                "no answer within {}",
+                how.timeout.map(time::human).unwrap_or_default()
+            ),
+        ),
+        Stop::Detach => (State::Detached, "detached; the task keeps running".into()),
+        Stop::Lost(..) => (
+            State::Cancelled,
+            "cancelled: another agent of the fan-out was lost".into(),
+        ),
+    };
+    let stopped = match state {
+        State::Detached => Vec::new(),
+        State::Timeout => stop_rest(store, pending, how, State::Timeout),
+        _ => stop_rest(store, pending, how, State::Cancelled),
+    };
+    let ends = pending.iter().enumerate().map(|(i, p)| {
+        let recorded = p.task.read_end(p.agent.name());
+        if let Some((_, message)) = lost_task.as_ref().filter(|(at, _)| *at == i) {
+            return match recorded {
+                Some(end) if end.state != State::AgentLost => {
+                    with_answer(end, &p.task, p.created_ms)
+                }
+                _ => p.ended(State::AgentLost, message.clone()),
+            };
+        }
+        if let Some(end) = recorded.filter(|_| state != State::Detached) {
+            // It finished before the wait ended, or ended as the caller stopped it.
+            if !stopped.iter().any(|(id, _)| id == &p.task.id) || end.state == State::Ok {
+                return with_answer(end, &p.task, p.created_ms);
+            }
+        }
+        let how = match (state, stopped.iter().find(|(id, _)| id == &p.task.id)) {
+            (State::Detached, _) => {
+                format!(": `baton wait {0}` or `baton result {0}`", p.task.id)
+            }
+            (_, Some((_, s))) => format!(" ({})", s.describe()),
+            _ => String::new(),
+        };
+        p.ended(state, format!("{why}{how}"))
+    });
+    Ok(ends.collect())
+}
+
+/// The end of a task that finished, with its answer.
+fn read_finished(p: &Pending) -> TaskEnd {
+    match p.task.read_end(p.agent.name()) {
+        Some(end) => with_answer(end, &p.task, p.created_ms),
+        None => p.ended(State::Failed, "its done.json disappeared".into()),
+    }
+}
+
+/// Fills in an end read from a task folder: the answer, and when the task was created.
+fn with_answer(mut end: TaskEnd, task: &TaskPaths, created_ms: u64) -> TaskEnd {
+    end.answer = task.read_answer();
+    end.created_ms.get_or_insert(created_ms);
+    end
+}
+
+/// Withdraws or cancels every unfinished task the caller owns; returns those it stopped.
+fn stop_rest(
+    store: &Store,
+    pending: &[Pending],
+    how: &How,
+    state: State,
+) -> Vec<(TaskId, Stopped)> {
+    if !how.owned {
+        return Vec::new(); // `baton wait` merely stops waiting
+    }
+    pause_point(CANCELLING);
+    pending
+        .iter()
+        .filter(|p| !p.task.is_done())
+        .filter_map(|p| match stop_task(store, &p.agent, &p.task.id, state) {
+            Ok(Stopped::AlreadyDone) | Err(_) => None,
+            Ok(s) => Some((p.task.id.clone(), s)),
+        })
+        .collect()
+}
+
+/// Records the end of a task lost with its runner (the next runner would record the same for
+/// one it had claimed), and says what happened.
+fn record_loss(p: &Pending, how: wait::Lost) -> String {
+    let name = p.agent.name();
+    let id = &p.task.id;
+    let last = store::last_line(&p.agent.log).unwrap_or_else(|| "(empty)".into());
+    let (record, message) = match how {
+        wait::Lost::Claimed => (
+            Some("the agent's runner died before finishing the task"),
+            format!("agent {name} died before answering (task {id}). Its log said last: {last}"),
+        ),
+        wait::Lost::Withdrawn => (
+            Some("the agent's runner died before claiming it; the caller took it back"),
+            format!("agent {name} died before it took the task (task {id}, taken back). Its log said last: {last}"),
+        ),
+        wait::Lost::Queued => (
+            None,
+            format!("agent {name} is not running: task {id} waits in its inbox for its next runner (`baton agent start {name}`)"),
+        ),
+        wait::Lost::Vanished => (
+            None,
+            format!("task {id} of agent {name} has no end and is neither queued nor running: its folder or inbox entry was removed"),
+        ),
+    };
+    if let Some(why) = record {
+        if store::check_dir(&p.task.dir).is_ok() {
+            let _ = p
+                .task
+                .record_end(&TaskEnd::new(id, name, State::AgentLost).with_error(why));
+        }
+    }
+    message
+}

@@ -1,0 +1,295 @@
+//! The queue between callers and a runner: an agent's maildir-style `inbox/` of task ids.
+//!
+//! A caller writes a task folder completely, then drops the id into `inbox/tmp/` and renames it
+//! into `inbox/new/` (`deliver`); it can take a queued task back by renaming its entry away, or
+//! ask the runner to stop a claimed one (`withdraw_or_cancel`). A runner claims the first entry
+//! of `inbox/new/` in name order (priority, then time) by renaming it into `inbox/cur/`
+//! (`claim`); rename is atomic, so exactly one claimer wins. When the task has its end, the
+//! runner removes the `cur/` entry (`release`). Entries left in `cur/` were claimed by a runner
+//! that died (`claimed`); entries a runner cannot serve go to `inbox/bad/` (`quarantine`).
+//!
+//! Invariant: a task id appears in an inbox only once its folder holds `task.json` and `prompt`.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use super::agent::AgentPaths;
+use super::store::{self, Store};
+use super::task::{State, Task, TaskEnd, TaskId, TaskPaths};
+use crate::error::{IoContext, StoreError};
+use crate::sys::time;
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// One inbox entry: `<priority digit>-<task id>`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Entry {
+    pub name: String,
+    pub id: TaskId,
+}
+
+impl Entry {
+    pub fn new(priority: u8, id: &TaskId) -> Entry {
+        Entry {
+            name: format!("{}-{}", priority.min(9), id),
+            id: id.clone(),
+        }
+    }
+
+    /// The entry a file name is, if it is well formed.
+    pub fn parse(name: &str) -> Option<Entry> {
+        let (prio, id) = name.split_once('-')?;
+        let ok = prio.len() == 1 && prio.as_bytes()[0].is_ascii_digit();
+        let id = TaskId::parse(id).ok().filter(|_| ok)?;
+        Some(Entry {
+            name: name.into(),
+            id,
+        })
+    }
+}
+
+/// What a caller asks for.
+pub struct Request<'a> {
+    pub prompt: &'a [u8],
+    pub priority: u8,
+    pub timeout: Option<Duration>,
+}
+
+/// A delivered task.
+#[derive(Clone, Debug)]
+pub struct Delivered {
+    pub agent: String,
+    pub task: TaskPaths,
+    pub entry: Entry,
+    pub created_ms: u64,
+}
+
+/// Writes the task folder and drops the task into `agent`'s inbox. On failure nothing is left
+/// behind.
+pub fn deliver(store: &Store, agent: &AgentPaths, req: &Request) -> Result<Delivered> {
+    let id = TaskId::new();
+    let task = store.task(&id);
+    let now = time::now_ms();
+    let envelope = Task {
+        task_id: id.clone(),
+        agent: agent.name().into(),
+        created_at: time::rfc3339(now),
+        created_ms: now,
+        priority: req.priority.min(9),
+        deadline_ms: req
+            .timeout
+            .and_then(|t| u64::try_from(t.as_millis()).ok())
+            .and_then(|t| now.checked_add(t)),
+        caller_pid: std::process::id(),
+    };
+    let entry = Entry::new(envelope.priority, &id);
+    let written = (|| {
+        store::ensure_dir(&task.dir)?;
+        // The folder is new and no one reads it before its entry lands: plain writes suffice.
+        write_fresh(&task.prompt, req.prompt)?;
+        let mut json = serde_json::to_vec(&envelope).map_err(|e| StoreError::Malformed {
+            path: task.task.clone(),
+            why: e.to_string(),
+        })?;
+        json.push(b'\n');
+        write_fresh(&task.task, &json)?;
+        let tmp = agent.inbox_tmp.join(&entry.name);
+        write_fresh(&tmp, b"")?;
+        let new = agent.inbox_new.join(&entry.name);
+        fs::rename(&tmp, &new).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            StoreError::io("delivering into", new, e)
+        })
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_dir_all(&task.dir);
+        return Err(e);
+    }
+    Ok(Delivered {
+        agent: agent.name().into(),
+        task,
+        entry,
+        created_ms: now,
+    })
+}
+
+/// Creates `path` (it must not exist), mode 0600, with `bytes`.
+fn write_fresh(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .during("creating", path)?;
+    f.write_all(bytes).during("writing", path)
+}
+
+/// What `withdraw_or_cancel` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// The task was still queued: it was taken out of the inbox and its end recorded.
+    Withdrawn,
+    /// An agent had claimed it: a cancel request was written for the runner.
+    Requested,
+    /// It had already finished.
+    AlreadyDone,
+}
+
+impl Stopped {
+    /// For messages.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Stopped::Withdrawn => "withdrawn from the inbox",
+            Stopped::Requested => "the agent was asked to stop it",
+            Stopped::AlreadyDone => "it had already finished",
+        }
+    }
+}
+
+/// Takes a queued task back out of the inbox (recording its end as `state`, `cancelled` or
+/// `timeout`), or asks the runner to stop it. Never writes into a task folder that is not a real
+/// folder of ours.
+pub fn withdraw_or_cancel(
+    store: &Store,
+    agent: &AgentPaths,
+    id: &TaskId,
+    state: State,
+) -> Result<Stopped> {
+    let task = store.task(id);
+    store::check_dir(&task.dir)?;
+    if task.is_done() {
+        return Ok(Stopped::AlreadyDone);
+    }
+    if withdraw(agent, id)? {
+        let why = match state {
+            State::Timeout => "timed out before an agent claimed it",
+            State::AgentLost => "the agent's runner died before claiming it",
+            _ => "cancelled before an agent claimed it",
+        };
+        let end = TaskEnd::new(id, agent.name(), state).with_error(why);
+        task.record_end(&end)?;
+        return Ok(Stopped::Withdrawn);
+    }
+    if task.is_done() {
+        return Ok(Stopped::AlreadyDone);
+    }
+    store::write_atomic(&task.cancel, state.as_str().as_bytes())?;
+    Ok(Stopped::Requested)
+}
+
+/// Takes `id` out of `agent`'s inbox if it is still queued: `Ok(true)` if it was. Renaming the
+/// entry away is atomic against a runner's claim: exactly one of the two wins.
+pub fn withdraw(agent: &AgentPaths, id: &TaskId) -> Result<bool> {
+    let Some(entry) = find(&agent.inbox_new, id)? else {
+        return Ok(false);
+    };
+    let from = agent.inbox_new.join(&entry.name);
+    let to = agent.inbox_tmp.join(format!("withdrawn-{}", entry.name));
+    match fs::rename(&from, &to) {
+        Ok(()) => {
+            let _ = fs::remove_file(&to);
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false), // claimed just now
+        Err(e) => Err(StoreError::io("withdrawing", from, e)),
+    }
+}
+
+/// The well-formed entries of an inbox folder, in claiming order (priority, then time).
+pub fn list(dir: &Path) -> io::Result<Vec<Entry>> {
+    let mut entries: Vec<Entry> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(Entry::parse))
+        .collect();
+    entries.sort();
+    Ok(entries)
+}
+
+/// The first entry waiting in `agent`'s inbox.
+pub fn next(agent: &AgentPaths) -> Result<Option<Entry>> {
+    let dir = &agent.inbox_new;
+    let mut first: Option<Entry> = None;
+    for e in fs::read_dir(dir)
+        .during("listing", dir)?
+        .filter_map(|e| e.ok())
+    {
+        if let Some(entry) = e.file_name().to_str().and_then(Entry::parse) {
+            if first.as_ref().is_none_or(|f| entry < *f) {
+                first = Some(entry);
+            }
+        }
+    }
+    Ok(first)
+}
+
+/// Claims `entry` for the runner (new/ → cur/). `Ok(false)` if it is gone (withdrawn).
+pub fn claim(agent: &AgentPaths, entry: &Entry) -> Result<bool> {
+    let cur = agent.inbox_cur.join(&entry.name);
+    match fs::rename(agent.inbox_new.join(&entry.name), &cur) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StoreError::io("claiming", cur, e)),
+    }
+}
+
+/// Removes a claimed entry once its task has its end.
+pub fn release(agent: &AgentPaths, entry: &Entry) {
+    let _ = fs::remove_file(agent.inbox_cur.join(&entry.name));
+}
+
+/// The entries claimed by a runner (at start-up: by one that died).
+pub fn claimed(agent: &AgentPaths) -> Result<Vec<Entry>> {
+    list(&agent.inbox_cur).during("listing", &agent.inbox_cur)
+}
+
+/// Moves an entry the runner cannot serve out of `from` (new/ or cur/) into `inbox/bad/`, where a
+/// person can look at it; it is never served again.
+pub fn quarantine(agent: &AgentPaths, from: &Path, entry: &Entry) -> Result<()> {
+    store::ensure_dir(&agent.inbox_bad)?;
+    let to = agent.inbox_bad.join(&entry.name);
+    fs::rename(from.join(&entry.name), &to).during("quarantining", to)
+}
+
+/// The entry in `dir` that names `id`.
+pub fn find(dir: &Path, id: &TaskId) -> Result<Option<Entry>> {
+    match list(dir) {
+        Ok(entries) => Ok(entries.into_iter().find(|e| &e.id == id)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::io("listing", dir, e)),
+    }
+}
+
+/// True if `id` still waits in `agent`'s inbox (no runner has claimed it).
+pub fn is_queued(agent: &AgentPaths, id: &TaskId) -> bool {
+    find(&agent.inbox_new, id).ok().flatten().is_some()
+}
+
+/// True if a runner has claimed `id` and not yet released it.
+pub fn is_claimed(agent: &AgentPaths, id: &TaskId) -> bool {
+    find(&agent.inbox_cur, id).ok().flatten().is_some()
+}
+
+/// Counts the well-formed entries of an inbox folder.
+pub fn depth(dir: &Path) -> usize {
+    list(dir).map_or(0, |entries| entries.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_sort_by_priority_then_time() {
+        let a = Entry::new(5, &TaskId::parse("1795276023456-0000000a").unwrap());
+        let b = Entry::new(1, &TaskId::parse("1795276023999-0000000b").unwrap());
+        assert_eq!(Entry::parse(&a.name), Some(a.clone()));
+        assert!(b < a, "priority 1 sorts before priority 5");
+        assert_eq!(Entry::parse("x-123"), None);
+        assert_eq!(Entry::parse("5-../x"), None);
+        assert_eq!(Entry::new(12, &a.id).name, format!("9-{}", a.id));
+    }
+}
