@@ -403,6 +403,7 @@ fn help_lists_commands_and_exit_codes() {
         "demo",
         "Exit codes",
         "5  the agent died",
+        "6  the environment failed",
     ] {
         assert!(
             out.stdout.contains(word),
@@ -533,4 +534,59 @@ fn the_control_socket_answers_ping_and_cancel() {
     assert!(sock.exists());
     env.start_gated("g");
     assert_eq!(call("{\"op\":\"ping\"}\n")["reply"], "pong");
+}
+
+/// The JSON of a task's end with what differs between two runs of the same task (its id and
+/// its times) blanked out.
+fn end_shape(line: &str) -> serde_json::Value {
+    let mut v: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON object");
+    for k in [
+        "task_id",
+        "created_ms",
+        "started_ms",
+        "finished_ms",
+        "finished_at",
+        "elapsed_ms",
+    ] {
+        assert!(v.get(k).is_some(), "{k} is missing from {line}");
+        v[k] = serde_json::Value::Null;
+    }
+    v
+}
+
+#[test]
+fn ask_send_wait_editor_mode_and_the_demo_report_one_shape_of_end() {
+    let env = Env::new();
+    env.start("up", &["--driver", "exec", "--", "tr", "a-z", "A-Z"]);
+    let asked = end_shape(&env.run(["ask", "up", "same task", "--json"]).ok().stdout);
+    let id = env.send("up", "same task");
+    let waited = end_shape(&env.run(["wait", &id, "--json"]).ok().stdout);
+    let sent = env.run(["send", "up", "same task", "--json"]).ok().stdout;
+    let sent: serde_json::Value = serde_json::from_str(sent.trim()).unwrap();
+    assert_eq!(sent["state"], "detached", "send returns at once: {sent}");
+    let file = env.path("p.md");
+    fs::write(&file, "@up same task").unwrap();
+    let before = env.task_ids();
+    env.run([&file]).ok();
+    let edited_id = env
+        .task_ids()
+        .into_iter()
+        .find(|t| !before.contains(t))
+        .expect("editor mode made a task");
+    let edited = end_shape(&env.run(["result", &edited_id, "--json"]).ok().stdout);
+    assert_eq!(asked["answer"], "SAME TASK");
+    assert_eq!(asked["state"], "ok");
+    assert_eq!(asked, waited);
+    assert_eq!(asked, edited);
+    // The demo shows its task's end the same way.
+    let demo = env.run(["demo"]).ok().stdout;
+    let line = demo
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .expect("the demo prints its task's end");
+    let shown = end_shape(line);
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&shown), keys(&asked));
+    assert_eq!(shown["state"], "ok");
+    assert_eq!(shown["agent"], "demo");
 }
