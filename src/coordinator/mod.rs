@@ -173,10 +173,11 @@ pub fn live_agents(store: &Store) -> Vec<String> {
         .collect()
 }
 
-/// Fails with exit 5 if an agent has no live runner.
+/// Fails with exit 5 if an agent has no live runner. (A runner that is dying just now counts as
+/// live: the wait follows the task, and finds out.)
 fn require_live(agents: &[AgentPaths]) -> anyhow::Result<()> {
     for a in agents {
-        if !lock::runner_alive(&a.lock) {
+        if !lock::is_alive(&a.lock) {
             return Err(Error::NotRunning {
                 agent: a.name().into(),
                 hint: format!(

@@ -149,7 +149,7 @@ pub fn write_output(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 }
 
 impl Driver for Claude {
-    fn start(&mut self, task: &TaskCtx) -> Result<(), DriverError> {
+    fn start(&mut self, task: TaskCtx) -> Result<(), DriverError> {
         let prompt = store::read_nofollow(task.prompt)
             .map_err(|e| DriverError::io("reading the prompt", e))?;
         let message = serde_json::json!({

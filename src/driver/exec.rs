@@ -27,14 +27,12 @@ impl Exec {
 }
 
 impl Driver for Exec {
-    fn start(&mut self, task: &TaskCtx) -> Result<(), DriverError> {
+    fn start(&mut self, task: TaskCtx) -> Result<(), DriverError> {
         let (program, args) = self.command.split_first().ok_or_else(|| {
             DriverError::Config("the exec driver needs a command after `--`".into())
         })?;
         let stdin = store::open_nofollow(task.prompt)
             .map_err(|e| DriverError::io("opening the prompt", e))?;
-        let stdout = store::create_private(task.output)
-            .map_err(|e| DriverError::io("creating the output", e))?;
         let stderr = self
             .setup
             .log
@@ -43,7 +41,7 @@ impl Driver for Exec {
         let mut cmd = spawn::agent_command(program, args, &self.setup.env, &self.setup.cwd);
         cmd.env("BATON_TASK_ID", task.id.as_str())
             .stdin(Stdio::from(stdin))
-            .stdout(Stdio::from(stdout))
+            .stdout(Stdio::from(task.output_file))
             .stderr(Stdio::from(stderr));
         let child = cmd.spawn().map_err(|source| DriverError::Spawn {
             what: "the task",

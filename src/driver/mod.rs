@@ -23,6 +23,8 @@ pub struct TaskCtx<'a> {
     pub prompt: &'a Path,
     /// Where the answer goes (stdout, and for the shell driver stderr too).
     pub output: &'a Path,
+    /// `output`, already created (mode 0600) by the runner, open for writing.
+    pub output_file: File,
 }
 
 /// How a task finished: `Ok` with the exit status of its process (if it had one), or the
@@ -100,7 +102,7 @@ pub struct Setup {
 
 pub trait Driver {
     /// Starts the task. An error fails the task with that reason.
-    fn start(&mut self, task: &TaskCtx) -> Result<(), DriverError>;
+    fn start(&mut self, task: TaskCtx) -> Result<(), DriverError>;
     /// An extra file descriptor to wake on (a child's output).
     fn fd(&self) -> Option<BorrowedFd<'_>> {
         None

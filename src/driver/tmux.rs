@@ -327,7 +327,7 @@ impl Tmux {
 }
 
 impl Driver for Tmux {
-    fn start(&mut self, task: &TaskCtx) -> Result<(), DriverError> {
+    fn start(&mut self, task: TaskCtx) -> Result<(), DriverError> {
         if let Some(gone) = &self.gone {
             return Err(DriverError::Gone(gone.clone()));
         }

@@ -1,7 +1,7 @@
 //! The queue between callers and a runner: an agent's maildir-style `inbox/` of task ids.
 //!
-//! A caller writes a task folder completely, then drops the id into `inbox/tmp/` and renames it
-//! into `inbox/new/` (`deliver`); it can take a queued task back by renaming its entry away, or
+//! A caller writes a task folder completely, then creates the entry (an empty file named for the
+//! task) in `inbox/new/` (`deliver`); it can take a queued task back by renaming its entry away, or
 //! ask the runner to stop a claimed one (`withdraw_or_cancel`). A runner claims the first entry
 //! of `inbox/new/` in name order (priority, then time) by renaming it into `inbox/cur/`
 //! (`claim`); rename is atomic, so exactly one claimer wins. When the task has its end, the
@@ -86,7 +86,7 @@ pub fn deliver(store: &Store, agent: &AgentPaths, req: &Request) -> Result<Deliv
     };
     let entry = Entry::new(envelope.priority, &id);
     let written = (|| {
-        store::ensure_dir(&task.dir)?;
+        store::create_dir(&task.dir)?;
         // The folder is new and no one reads it before its entry lands: plain writes suffice.
         write_fresh(&task.prompt, req.prompt)?;
         let mut json = serde_json::to_vec(&envelope).map_err(|e| StoreError::Malformed {
@@ -95,13 +95,9 @@ pub fn deliver(store: &Store, agent: &AgentPaths, req: &Request) -> Result<Deliv
         })?;
         json.push(b'\n');
         write_fresh(&task.task, &json)?;
-        let tmp = agent.inbox_tmp.join(&entry.name);
-        write_fresh(&tmp, b"")?;
-        let new = agent.inbox_new.join(&entry.name);
-        fs::rename(&tmp, &new).map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            StoreError::io("delivering into", new, e)
-        })
+        // The entry is an empty file whose name is the message: creating it is atomic, so it
+        // goes straight into new/ (a writer with content would write in tmp/ and rename).
+        write_fresh(&agent.inbox_new.join(&entry.name), b"")
     })();
     if let Err(e) = written {
         let _ = fs::remove_dir_all(&task.dir);
@@ -124,7 +120,10 @@ fn write_fresh(path: &Path, bytes: &[u8]) -> Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .during("creating", path)?;
+        .during("delivering into", path)?;
+    if bytes.is_empty() {
+        return Ok(());
+    }
     f.write_all(bytes).during("writing", path)
 }
 

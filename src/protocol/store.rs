@@ -70,10 +70,16 @@ impl Store {
         let root = std::path::absolute(&root).during("resolving the state folder", &root)?;
         // Even an agent with a one-letter name needs its control socket under the root.
         check_socket_path(&root.join("agents/a/sock"))?;
-        if let Some(parent) = root.parent() {
-            fs::create_dir_all(parent).during("creating the parent of the state folder", parent)?;
+        match ensure_dir(&root) {
+            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                if let Some(parent) = root.parent() {
+                    fs::create_dir_all(parent)
+                        .during("creating the parent of the state folder", parent)?;
+                }
+                ensure_dir(&root)?;
+            }
+            other => other?,
         }
-        ensure_dir(&root)?;
         let store = Store { root };
         ensure_dir(&store.agents_dir())?;
         ensure_dir(&store.tasks_dir())?;
@@ -116,8 +122,8 @@ impl Store {
     pub fn agent(&self, name: &str) -> Result<Option<AgentPaths>> {
         let paths = self.agent_paths(name)?;
         match fs::symlink_metadata(&paths.dir) {
-            Ok(_) => {
-                check_dir(&paths.dir)?;
+            Ok(meta) => {
+                check_meta(&paths.dir, &meta)?;
                 Ok(Some(paths))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -184,8 +190,21 @@ pub fn random_u64() -> u64 {
     h.finish()
 }
 
-/// Creates `dir` with mode 0700 if it is missing, then checks it.
+/// Creates a folder that must not exist yet (a new task's), mode 0700.
+pub fn create_dir(dir: &Path) -> Result<()> {
+    DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .during("creating folder", dir)
+}
+
+/// Checks `dir`, creating it with mode 0700 if it is missing.
 pub fn ensure_dir(dir: &Path) -> Result<()> {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) => return check_meta(dir, &meta),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(StoreError::io("checking", dir, e)),
+    }
     match DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => check_dir(dir),
@@ -197,15 +216,26 @@ pub fn ensure_dir(dir: &Path) -> Result<()> {
 /// or others.
 pub fn check_dir(dir: &Path) -> Result<()> {
     let meta = fs::symlink_metadata(dir).during("checking", dir)?;
+    check_meta(dir, &meta)
+}
+
+/// This process's effective uid, asked of the kernel once.
+fn euid() -> u32 {
+    static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *EUID.get_or_init(|| nix::unistd::geteuid().as_raw())
+}
+
+/// `check_dir` on metadata already read (without following a link).
+fn check_meta(dir: &Path, meta: &fs::Metadata) -> Result<()> {
     let why = if meta.file_type().is_symlink() {
         Some("it is a symbolic link".to_string())
     } else if !meta.is_dir() {
         Some("it is not a folder".to_string())
-    } else if meta.uid() != nix::unistd::geteuid().as_raw() {
+    } else if meta.uid() != euid() {
         Some(format!(
             "it is owned by uid {}, not by you (uid {})",
             meta.uid(),
-            nix::unistd::geteuid()
+            euid()
         ))
     } else if meta.mode() & 0o022 != 0 {
         Some(format!(
@@ -255,9 +285,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Writes `bytes` to `path` atomically only if `path` does not exist yet. `Ok(false)` if it did:
 /// a later writer never replaces what an earlier one recorded.
 pub fn write_new(path: &Path, bytes: &[u8]) -> Result<bool> {
-    if exists(path) {
-        return Ok(false);
-    }
     let mut tmp = temp_beside(path)?;
     tmp.as_file_mut()
         .write_all(bytes)
@@ -270,11 +297,14 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> Result<bool> {
     }
 }
 
-/// Reads a protocol file without following a symlink at its last component.
+/// Reads a protocol file without following a symlink at its last component. (Protocol files are
+/// small: no `stat` first to size the buffer, just reads until the end.)
 pub fn read_nofollow(path: &Path) -> io::Result<Vec<u8>> {
-    let mut f = open_nofollow(path)?;
     let mut buf = Vec::new();
-    f.read_to_end(&mut buf)?;
+    // Through `Take`, whose reads grow the buffer as they go (a `File`'s own would stat first).
+    open_nofollow(path)?
+        .take(u64::MAX)
+        .read_to_end(&mut buf)?;
     Ok(buf)
 }
 

@@ -126,6 +126,8 @@ impl Runner<'_> {
         self.status.tasks_done += 1;
         self.become_idle()?;
         task.record_end(&end)?;
+        // Whoever waits is told first; the log can wait.
+        self.wake(&end.task_id);
         let detail = end.error.map(|e| format!(": {e}")).unwrap_or_default();
         self.say(&format!(
             "task {}: {}{detail}",
@@ -149,11 +151,15 @@ impl Runner<'_> {
     fn execute(&mut self, envelope: &Task, task: &TaskPaths) -> anyhow::Result<TaskEnd> {
         let id = &envelope.task_id;
         self.started_ms = time::now_ms();
-        self.status.status = AgentState::Working;
-        self.status.current_task = Some(id.to_string());
-        self.write_status()?;
-        self.say(&format!("task {id}: started"));
         self.cancel_current = false;
+        // The answer file exists from the start, private (mode 0600) whatever writes into it.
+        let output_file = match store::create_private(&task.output) {
+            Ok(f) => f,
+            Err(e) => {
+                let e = crate::driver::DriverError::io("creating the output", e);
+                return Ok(self.ended(envelope, State::Failed, None, Some(e.to_string())));
+            }
+        };
         // Without a watch on the task folder (the inotify watch limit), a cancel request is
         // still seen: `supervise` then also looks for it once a second.
         let wd = match self
@@ -175,26 +181,41 @@ impl Runner<'_> {
             id,
             prompt: &task.prompt,
             output: &task.output,
+            output_file,
         };
-        // The answer file exists from the start, private (mode 0600) whatever writes into it.
-        let ended = match store::create_private(&task.output) {
-            Err(e) => Err(crate::driver::DriverError::io("creating the output", e)),
-            Ok(_) => self.driver.start(&ctx),
-        };
-        let (state, exit_code, error) = match ended {
+        // Start first, then say so: the status and the log are written while the task runs.
+        let started = self.driver.start(ctx);
+        self.status.status = AgentState::Working;
+        self.status.current_task = Some(id.to_string());
+        self.write_status()?;
+        self.say(&format!("task {id}: started"));
+        let (state, exit_code, error) = match started {
             Err(e) => (State::Failed, e.exit_code(), Some(e.to_string())),
             Ok(()) => self.supervise(envelope, task)?,
         };
         if let Some(wd) = wd {
             let _ = self.inotify.watches().remove(wd);
+            // Removing the watch queues an event of its own: take it now, not as a wake-up.
+            drain_inotify(&mut self.inotify);
         }
-        Ok(TaskEnd {
+        Ok(self.ended(envelope, state, exit_code, error))
+    }
+
+    /// The end of the task in flight.
+    fn ended(
+        &self,
+        envelope: &Task,
+        state: State,
+        exit_code: Option<i32>,
+        error: Option<String>,
+    ) -> TaskEnd {
+        TaskEnd {
             exit_code,
             error,
             created_ms: Some(envelope.created_ms),
             started_ms: Some(self.started_ms),
-            ..TaskEnd::new(id, self.paths.name(), state)
-        })
+            ..TaskEnd::new(&envelope.task_id, self.paths.name(), state)
+        }
     }
 
     fn supervise(

@@ -3,7 +3,7 @@
 //! "waker" other threads (the agent death watch) use to wake the loop.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,7 +15,7 @@ pub const STOP_SIGNALS: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, l
 
 pub struct Signals {
     rx: UnixStream,
-    tx: UnixStream,
+    tx: Arc<UnixStream>,
     flags: Vec<(i32, Arc<AtomicBool>)>,
 }
 
@@ -26,11 +26,20 @@ impl Signals {
         let (rx, tx) = UnixStream::pair()?;
         rx.set_nonblocking(true)?;
         tx.set_nonblocking(true)?;
+        let tx = Arc::new(tx);
         let mut flags = Vec::new();
         for &sig in signals {
             let flag = Arc::new(AtomicBool::new(false));
-            signal_hook::flag::register(sig, Arc::clone(&flag))?;
-            signal_hook::low_level::pipe::register(sig, tx.try_clone()?)?;
+            let (set, pipe) = (Arc::clone(&flag), Arc::clone(&tx));
+            // SAFETY: the action only stores to an atomic and sends one byte on a non-blocking
+            // socket (it never blocks, allocates or takes a lock), all async-signal-safe; the
+            // socket stays open as long as the action holds it (registrations are never removed).
+            unsafe {
+                signal_hook::low_level::register(sig, move || {
+                    set.store(true, Ordering::SeqCst);
+                    libc::send(pipe.as_raw_fd(), b"X".as_ptr().cast(), 1, libc::MSG_DONTWAIT);
+                })?;
+            }
             flags.push((sig, flag));
         }
         Ok(Signals { rx, tx, flags })
