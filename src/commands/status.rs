@@ -1,6 +1,8 @@
 //! `baton status`: every agent's state from the kernel (the lock) and the files (status.json,
 //! the inbox), never from a model. A missing or malformed status.json is reported, not fatal.
 
+use std::fmt::Write as _;
+
 use serde_json::json;
 
 use crate::exit::Exit;
@@ -64,26 +66,58 @@ fn wedged(paths: &AgentPaths, problem: &mut Option<String>) -> bool {
     true
 }
 
-pub fn status(store: &Store, json_out: bool) -> anyhow::Result<Exit> {
-    let mut rows = Vec::new();
-    for name in store.agent_names()? {
-        rows.push(match store.agent(&name) {
-            Ok(Some(paths)) => row(&paths),
-            Ok(None) => continue,
-            // A folder that fails the safety checks is reported, never read through.
-            Err(e) => Row {
-                name,
-                state: "unusable".into(),
-                pid: None,
-                driver: "?".into(),
-                queued: 0,
-                done: None,
-                current: None,
-                last_active: None,
-                problem: Some(e.to_string()),
-            },
-        });
+/// The row of agent `name`; a folder that fails the safety checks is reported, never read
+/// through.
+fn named_row(store: &Store, name: &str) -> Option<Row> {
+    match store.agent(name) {
+        Ok(Some(paths)) => Some(row(&paths)),
+        Ok(None) => None,
+        Err(e) => Some(Row {
+            name: name.into(),
+            state: "unusable".into(),
+            pid: None,
+            driver: "?".into(),
+            queued: 0,
+            done: None,
+            current: None,
+            last_active: None,
+            problem: Some(e.to_string()),
+        }),
     }
+}
+
+/// Every agent's row, in name order. Each row is a handful of small reads; many agents are read
+/// by a few threads at once.
+fn rows(store: &Store, names: &[String]) -> Vec<Row> {
+    const PER_THREAD: usize = 32;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(names.len().div_ceil(PER_THREAD))
+        .max(1);
+    if threads == 1 {
+        return names.iter().filter_map(|n| named_row(store, n)).collect();
+    }
+    let chunk = names.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = names
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .filter_map(|n| named_row(store, n))
+                        .collect::<Vec<Row>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| p.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+pub fn status(store: &Store, json_out: bool) -> anyhow::Result<Exit> {
+    let rows = rows(store, &store.agent_names()?);
     if json_out {
         let v: Vec<_> = rows
             .iter()
@@ -102,12 +136,16 @@ pub fn status(store: &Store, json_out: bool) -> anyhow::Result<Exit> {
         println!("no agents yet: start one with `baton agent start NAME`");
         return Ok(Exit::Ok);
     }
-    println!(
+    // One write for the whole table, not one per line.
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "{:<16} {:<10} {:>8} {:<6} {:>6} {:>6}  CURRENT",
         "AGENT", "STATE", "PID", "DRIVER", "QUEUED", "DONE"
     );
     for r in &rows {
-        println!(
+        let _ = writeln!(
+            out,
             "{:<16} {:<10} {:>8} {:<6} {:>6} {:>6}  {}",
             r.name,
             r.state,
@@ -118,8 +156,9 @@ pub fn status(store: &Store, json_out: bool) -> anyhow::Result<Exit> {
             r.current.as_deref().unwrap_or("-"),
         );
         if let Some(p) = &r.problem {
-            println!("  problem: {p}");
+            let _ = writeln!(out, "  problem: {p}");
         }
     }
+    print!("{out}");
     Ok(Exit::Ok)
 }

@@ -300,11 +300,10 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> Result<bool> {
 /// Reads a protocol file without following a symlink at its last component. (Protocol files are
 /// small: no `stat` first to size the buffer, just reads until the end.)
 pub fn read_nofollow(path: &Path) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    // Through `Take`, whose reads grow the buffer as they go (a `File`'s own would stat first).
-    open_nofollow(path)?
-        .take(u64::MAX)
-        .read_to_end(&mut buf)?;
+    // Room for any protocol file in one read; through `Take`, whose reads grow the buffer as
+    // they go (a `File`'s own would stat first).
+    let mut buf = Vec::with_capacity(8192);
+    open_nofollow(path)?.take(u64::MAX).read_to_end(&mut buf)?;
     Ok(buf)
 }
 

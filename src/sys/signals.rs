@@ -37,7 +37,12 @@ impl Signals {
             unsafe {
                 signal_hook::low_level::register(sig, move || {
                     set.store(true, Ordering::SeqCst);
-                    libc::send(pipe.as_raw_fd(), b"X".as_ptr().cast(), 1, libc::MSG_DONTWAIT);
+                    libc::send(
+                        pipe.as_raw_fd(),
+                        b"X".as_ptr().cast(),
+                        1,
+                        libc::MSG_DONTWAIT,
+                    );
                 })?;
             }
             flags.push((sig, flag));
