@@ -116,83 +116,119 @@ pub fn wait(
     }
     loop {
         // Check after the watches are in place, so that no arrival is missed.
-        for p in pending.iter_mut().filter(|p| !p.done) {
-            p.done = p.task.is_done();
-        }
-        if pending.iter().all(|p| p.done) {
-            return Ok(Stop::AllDone);
-        }
-        for (i, p) in pending.iter_mut().enumerate() {
-            if !p.done && p.dead.swap(false, Ordering::SeqCst) {
-                match fate(p, opts.owned) {
-                    Fate::Running => rearm(p, sigs)?,
-                    Fate::Done => p.done = true,
-                    Fate::Lost(how) => return Ok(Stop::Lost(i, how)),
-                }
-            }
-        }
-        if let Some(sig) = sigs.take() {
-            return Ok(Stop::Signal(sig));
-        }
-        if opts.deadline.is_some_and(|d| Instant::now() >= d) {
-            return Ok(Stop::Timeout);
+        if let Some(stop) = settled(pending, sigs, opts)? {
+            return Ok(stop);
         }
         let mut redraw = None;
         if let Some(t) = tty.as_deref_mut() {
             t.status(&status_line(pending));
             redraw = Some(Instant::now() + Duration::from_secs(1));
         }
-        let (tty_ready, ended) = {
-            let mut poll = Poll::new();
-            poll.add(sigs.fd());
-            if let Some(i) = inotify.as_ref() {
-                poll.add(i.as_fd());
-            }
-            let sockets: Vec<(usize, usize)> = pending
-                .iter()
-                .enumerate()
-                .filter_map(|(i, p)| p.socket.as_ref().map(|s| (i, poll.add(s.as_fd()))))
-                .collect();
-            let key = tty.as_deref().map(|t| poll.add(t.fd()));
-            poll.wait(earliest([opts.deadline, redraw]))
-                .map_err(|e| StoreError::io("waiting", store.root(), e))?;
-            let ended: Vec<usize> = sockets
-                .into_iter()
-                .filter(|&(_, at)| poll.ready(at))
-                .map(|(i, _)| i)
-                .collect();
-            (key.is_some_and(|k| poll.ready(k)), ended)
-        };
-        sigs.drain();
-        if let Some(i) = inotify.as_mut() {
-            drain_inotify(i);
-        }
+        let deadline = earliest([opts.deadline, redraw]);
+        let (key_ready, ended) = sleep(
+            store,
+            pending,
+            sigs,
+            inotify.as_mut(),
+            tty.as_deref(),
+            deadline,
+        )?;
         // A connection that answered or closed has done its work: the loop re-reads done.json,
         // and a task still unfinished falls back to inotify and the death watch.
         for i in ended {
-            if let Some(mut s) = pending[i].socket.take() {
-                let mut sink = [0u8; 256];
-                let _ = s.read(&mut sink);
-            }
             let p = &mut pending[i];
             p.done = p.task.is_done();
             if !p.done {
                 fall_back(store, p, &mut inotify, sigs, opts)?;
             }
         }
-        if tty_ready {
-            if let Some(t) = tty.as_deref_mut() {
-                for key in t.read_keys() {
-                    match key {
-                        CTRL_C => return Ok(Stop::CancelKey),
-                        b'd' | b'D' => return Ok(Stop::Detach),
-                        b'a' | b'A' => show_window(pending),
-                        _ => {}
-                    }
+        if let (true, Some(t)) = (key_ready, tty.as_deref_mut()) {
+            for key in t.read_keys() {
+                match key {
+                    CTRL_C => return Ok(Stop::CancelKey),
+                    b'd' | b'D' => return Ok(Stop::Detach),
+                    b'a' | b'A' => show_window(pending),
+                    _ => {}
                 }
             }
         }
     }
+}
+
+/// Why the wait is over, if it is: every task done, a task lost with its runner, a signal, the
+/// deadline. A runner's death that loses nothing re-arms the watch on the next runner.
+fn settled(
+    pending: &mut [Pending],
+    sigs: &Signals,
+    opts: &Options,
+) -> Result<Option<Stop>, StoreError> {
+    for p in pending.iter_mut().filter(|p| !p.done) {
+        p.done = p.task.is_done();
+    }
+    if pending.iter().all(|p| p.done) {
+        return Ok(Some(Stop::AllDone));
+    }
+    for (i, p) in pending.iter_mut().enumerate() {
+        if !p.done && p.dead.swap(false, Ordering::SeqCst) {
+            match fate(p, opts.owned) {
+                Fate::Running => rearm(p, sigs)?,
+                Fate::Done => p.done = true,
+                Fate::Lost(how) => return Ok(Some(Stop::Lost(i, how))),
+            }
+        }
+    }
+    if let Some(sig) = sigs.take() {
+        return Ok(Some(Stop::Signal(sig)));
+    }
+    if opts.deadline.is_some_and(|d| Instant::now() >= d) {
+        return Ok(Some(Stop::Timeout));
+    }
+    Ok(None)
+}
+
+/// Sleeps until something wakes the wait (or `deadline`), and takes what woke it: returns
+/// whether a key is waiting, and the tasks whose runner connection answered or closed (those
+/// connections are closed).
+fn sleep(
+    store: &Store,
+    pending: &mut [Pending],
+    sigs: &Signals,
+    inotify: Option<&mut Inotify>,
+    tty: Option<&Tty>,
+    deadline: Option<Instant>,
+) -> Result<(bool, Vec<usize>), StoreError> {
+    let (key_ready, ended) = {
+        let mut poll = Poll::new();
+        poll.add(sigs.fd());
+        if let Some(i) = inotify.as_deref() {
+            poll.add(i.as_fd());
+        }
+        let sockets: Vec<(usize, usize)> = pending
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.socket.as_ref().map(|s| (i, poll.add(s.as_fd()))))
+            .collect();
+        let key = tty.map(|t| poll.add(t.fd()));
+        poll.wait(deadline)
+            .map_err(|e| StoreError::io("waiting", store.root(), e))?;
+        let ended: Vec<usize> = sockets
+            .into_iter()
+            .filter(|&(_, at)| poll.ready(at))
+            .map(|(i, _)| i)
+            .collect();
+        (key.is_some_and(|k| poll.ready(k)), ended)
+    };
+    sigs.drain();
+    if let Some(i) = inotify {
+        drain_inotify(i);
+    }
+    for &i in &ended {
+        if let Some(mut s) = pending[i].socket.take() {
+            let mut sink = [0u8; 256];
+            let _ = s.read(&mut sink);
+        }
+    }
+    Ok((key_ready, ended))
 }
 
 /// What became of a task whose runner died.

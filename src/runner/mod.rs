@@ -67,65 +67,7 @@ pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> anyhow::Result<()>
     let Some(_lock) = lock::hold(&paths.lock)? else {
         return Err(already_running(&paths).into());
     };
-    let control = control::Server::bind(&paths.sock)?;
-    let sigs = Signals::install(&[
-        libc::SIGTERM,
-        libc::SIGINT,
-        libc::SIGHUP,
-        libc::SIGQUIT,
-        libc::SIGCHLD,
-    ])
-    .during("installing signal handlers for", &paths.dir)?;
-    let log = store::open_append(&paths.log)?;
-    let session = setup::session_id(&paths)?;
-    let spec = setup::resolve(spec)?;
-    let env = setup::agent_env(store, &spec, &session)?;
-    crate::protocol::write_json(&paths.spec, &spec)?;
-    let setup = Setup {
-        env,
-        cwd: spec.cwd.clone().unwrap_or_default(),
-        log: log.try_clone().during("opening", &paths.log)?,
-    };
-    let driver = setup::make_driver(store, &spec, &paths, setup, &session)?;
-    let inotify = Inotify::init().map_err(|e| inotify_error("watching", &paths.inbox_new, e))?;
-    inotify
-        .watches()
-        .add(&paths.inbox_new, WatchMask::MOVED_TO | WatchMask::CREATE)
-        .map_err(|e| inotify_error("watching", &paths.inbox_new, e))?;
-    if let Some(dir) = driver.watch_dir() {
-        inotify
-            .watches()
-            .add(dir, WatchMask::MOVED_TO | WatchMask::CREATE)
-            .map_err(|e| inotify_error("watching", dir, e))?;
-    }
-    let mut runner = Runner {
-        store,
-        status: Status {
-            agent_id: spec.name.clone(),
-            status: AgentState::Idle,
-            current_task: None,
-            context_summary: driver
-                .summary()
-                .unwrap_or_else(|| format!("session {session}")),
-            last_active: time::now_rfc3339(),
-            window_id: driver.window(),
-            pid: std::process::id(),
-            driver: spec.driver.as_str().into(),
-            tasks_done: 0,
-        },
-        paths,
-        sigs,
-        inotify,
-        driver,
-        log,
-        echo: !notify_ready,
-        stopping: false,
-        started_ms: 0,
-        control,
-        cancel_current: false,
-        unwatched: false,
-        watchers: Vec::new(),
-    };
+    let mut runner = Runner::open(store, spec, paths, !notify_ready)?;
     runner.recover()?;
     // The first status already says whether the agent can take a task (a TUI still starting).
     if let Some(why) = runner.driver.busy() {
@@ -151,6 +93,69 @@ pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> anyhow::Result<()>
     let _ = runner.write_status();
     runner.say("runner stopped");
     result
+}
+
+impl<'a> Runner<'a> {
+    /// Everything a runner holds while it serves, for the lock holder of `paths`: its control
+    /// socket, signals, log, spec (recorded as `agent.json`), driver and inotify watches.
+    fn open(store: &'a Store, spec: &Spec, paths: AgentPaths, echo: bool) -> anyhow::Result<Self> {
+        let control = control::Server::bind(&paths.sock)?;
+        let sigs = Signals::install(&[
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGCHLD,
+        ])
+        .during("installing signal handlers for", &paths.dir)?;
+        let log = store::open_append(&paths.log)?;
+        let session = setup::session_id(&paths)?;
+        let spec = setup::resolve(spec)?;
+        let env = setup::agent_env(store, &spec, &session)?;
+        crate::protocol::write_json(&paths.spec, &spec)?;
+        let setup = Setup {
+            env,
+            cwd: spec.cwd.clone().unwrap_or_default(),
+            log: log.try_clone().during("opening", &paths.log)?,
+        };
+        let driver = setup::make_driver(store, &spec, &paths, setup, &session)?;
+        let inotify =
+            Inotify::init().map_err(|e| inotify_error("watching", &paths.inbox_new, e))?;
+        for dir in std::iter::once(paths.inbox_new.as_path()).chain(driver.watch_dir()) {
+            inotify
+                .watches()
+                .add(dir, WatchMask::MOVED_TO | WatchMask::CREATE)
+                .map_err(|e| inotify_error("watching", dir, e))?;
+        }
+        Ok(Runner {
+            store,
+            status: Status {
+                agent_id: spec.name.clone(),
+                status: AgentState::Idle,
+                current_task: None,
+                context_summary: driver
+                    .summary()
+                    .unwrap_or_else(|| format!("session {session}")),
+                last_active: time::now_rfc3339(),
+                window_id: driver.window(),
+                pid: std::process::id(),
+                driver: spec.driver.as_str().into(),
+                tasks_done: 0,
+            },
+            paths,
+            sigs,
+            inotify,
+            driver,
+            log,
+            echo,
+            stopping: false,
+            started_ms: 0,
+            control,
+            cancel_current: false,
+            unwatched: false,
+            watchers: Vec::new(),
+        })
+    }
 }
 
 fn already_running(paths: &AgentPaths) -> Error {
