@@ -49,9 +49,8 @@ enum Cmd {
         /// Give up after this long (e.g. 30s, 10m); the task is cancelled. Exit 3.
         #[arg(long, value_parser = parse_duration)]
         timeout: Option<Duration>,
-        /// Print one JSON object per task: agent, state, exit code, answer, timings.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
         /// Deliver even if the agent has no runner; wait for one to start.
         #[arg(long)]
         queue: bool,
@@ -78,16 +77,17 @@ enum Cmd {
     Wait {
         #[arg(required = true)]
         tasks: Vec<String>,
+        /// Stop waiting after this long (the tasks keep running). Exit 3.
         #[arg(long, value_parser = parse_duration)]
         timeout: Option<Duration>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Print a finished task's answer (exit 2 if it has not finished).
     Result {
         task: String,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Withdraw queued tasks, or ask their agent to stop them.
     Cancel {
@@ -137,6 +137,23 @@ enum Cmd {
     },
 }
 
+/// How answers are printed.
+#[derive(clap::Args, Debug, Clone, Copy)]
+struct OutputArgs {
+    /// Print one JSON object per task: agent, state, exit code, error, answer, timings.
+    #[arg(long, conflicts_with = "raw")]
+    json: bool,
+    /// Print the answer byte for byte: no line ending added, no heading per agent.
+    #[arg(long)]
+    raw: bool,
+}
+
+impl OutputArgs {
+    fn format(self) -> commands::Format {
+        commands::Format::from_flags(self.json, self.raw)
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum InstallTarget {
     /// Claude Code: ~/.claude/settings.json (--user, the default) or DIR/.claude/settings.json.
@@ -153,15 +170,19 @@ enum InstallTarget {
     },
 }
 
+/// How to run an agent. With none of these given, an agent that has run before is started
+/// again exactly as it was (its recorded `agent.json`); a new one is a shell agent. Any of them
+/// given replace the recorded spec.
 #[derive(clap::Args, Debug, Clone)]
 struct SpecArgs {
     /// Agent name: 1-32 of a-z, 0-9, '_', '-'.
     name: String,
-    /// shell: one persistent shell, each task a script run in it. exec: one process per task,
-    /// the prompt on stdin, stdout the answer. claude: one persistent headless Claude Code
-    /// session. tmux: an interactive Claude Code in a tmux window.
-    #[arg(long, value_enum, default_value = "shell")]
-    driver: DriverKind,
+    /// shell (the default for a new agent): one persistent shell, each task a script run in
+    /// it. exec: one process per task, the prompt on stdin, stdout the answer. claude: one
+    /// persistent headless Claude Code session. tmux: an interactive Claude Code in a tmux
+    /// window.
+    #[arg(long, value_enum)]
+    driver: Option<DriverKind>,
     /// The agent's working folder (default: the current one).
     #[arg(long)]
     cwd: Option<PathBuf>,
@@ -174,9 +195,9 @@ struct SpecArgs {
     /// The claude binary for the claude and tmux drivers (default: `claude` on PATH).
     #[arg(long, value_name = "PATH")]
     claude: Option<PathBuf>,
-    /// tmux driver: the tmux session that holds the agent's window.
-    #[arg(long, default_value = "baton")]
-    tmux_session: String,
+    /// tmux driver: the tmux session that holds the agent's window (default: baton).
+    #[arg(long)]
+    tmux_session: Option<String>,
     /// exec: the command run per task. shell: the shell (default: bash, else sh). claude: extra
     /// arguments for `claude`. tmux: the command in the window (default: claude; arguments that
     /// start with `-` are given to claude).
@@ -184,18 +205,29 @@ struct SpecArgs {
     command: Vec<String>,
 }
 
-impl From<SpecArgs> for Spec {
-    fn from(a: SpecArgs) -> Spec {
-        Spec {
-            name: a.name,
-            driver: a.driver,
-            cwd: a.cwd,
-            env: a.env,
-            pass_env: a.pass_env,
-            command: a.command,
-            claude: a.claude,
-            tmux_session: a.tmux_session,
+impl SpecArgs {
+    /// The spec these arguments give, or `None` if they give nothing but the name.
+    fn given(self) -> (String, Option<Spec>) {
+        let nothing = self.driver.is_none()
+            && self.cwd.is_none()
+            && self.env.is_empty()
+            && self.pass_env.is_empty()
+            && self.claude.is_none()
+            && self.tmux_session.is_none()
+            && self.command.is_empty();
+        if nothing {
+            return (self.name, None);
         }
+        let mut spec = Spec::new(&self.name, self.driver.unwrap_or(DriverKind::Shell));
+        spec.cwd = self.cwd;
+        spec.env = self.env;
+        spec.pass_env = self.pass_env;
+        spec.command = self.command;
+        spec.claude = self.claude;
+        if let Some(session) = self.tmux_session {
+            spec.tmux_session = session;
+        }
+        (self.name, Some(spec))
     }
 }
 
@@ -222,17 +254,9 @@ enum AgentCmd {
     Reset { name: String },
 }
 
-/// True if `word` names a subcommand (clap's list, and its `help`).
-fn is_subcommand(word: &str) -> bool {
-    use clap::CommandFactory;
-    word == "help"
-        || Cli::command()
-            .get_subcommands()
-            .any(|c| c.get_name() == word)
-}
-
 /// Editor mode: exactly one argument is not a flag, it is the last, and it names an existing
-/// file, contains `/`, or is not a subcommand.
+/// file or looks like a path (it contains `/` or `.`): what `$EDITOR` callers pass. A lone word
+/// that is neither (`baton stauts`) is a command, and clap says what is wrong with it.
 fn editor_file(args: &[OsString]) -> Option<PathBuf> {
     let last = args.last()?;
     let is_flag = |a: &OsString| {
@@ -243,10 +267,9 @@ fn editor_file(args: &[OsString]) -> Option<PathBuf> {
     if positional.len() != 1 || positional[0] != last {
         return None;
     }
-    let s = last.to_string_lossy();
+    let bytes = last.as_encoded_bytes();
     let path = PathBuf::from(last);
-    // Cheapest first: a caller's file (a path, or one that exists) never builds clap's command.
-    (s.contains('/') || path.is_file() || !is_subcommand(&s)).then_some(path)
+    (bytes.contains(&b'/') || bytes.contains(&b'.') || path.is_file()).then_some(path)
 }
 
 fn env_timeout() -> Result<Option<Duration>> {
@@ -277,6 +300,11 @@ pub fn run(args: Vec<OsString>) -> Result<Exit> {
                 Exit::Ok
             };
             let _ = e.print();
+            if e.kind() == clap::error::ErrorKind::InvalidSubcommand {
+                if let Some(word) = e.get(clap::error::ContextKind::InvalidSubcommand) {
+                    eprintln!("To edit a file named {word}, give its path: baton ./{word}");
+                }
+            }
             return Ok(code);
         }
     };
@@ -321,7 +349,7 @@ fn dispatch(cmd: Cmd) -> Result<Exit> {
             agents,
             prompt,
             timeout,
-            json,
+            output,
             queue,
             priority,
         } => ask::ask(
@@ -330,7 +358,7 @@ fn dispatch(cmd: Cmd) -> Result<Exit> {
                 agents,
                 prompt,
                 timeout,
-                json,
+                format: output.format(),
                 queue,
                 priority,
             },
@@ -348,7 +376,7 @@ fn dispatch(cmd: Cmd) -> Result<Exit> {
                 agents,
                 prompt,
                 timeout,
-                json,
+                format: commands::Format::from_flags(json, false),
                 queue,
                 priority,
             },
@@ -356,18 +384,25 @@ fn dispatch(cmd: Cmd) -> Result<Exit> {
         Cmd::Wait {
             tasks: ids,
             timeout,
-            json,
-        } => tasks::wait(&Store::open()?, &ids, timeout, json),
-        Cmd::Result { task, json } => tasks::result(&Store::open()?, &task, json),
+            output,
+        } => tasks::wait(&Store::open()?, &ids, timeout, output.format()),
+        Cmd::Result { task, output } => tasks::result(&Store::open()?, &task, output.format()),
         Cmd::Cancel { tasks: ids } => tasks::cancel(&Store::open()?, &ids),
         Cmd::Status { json } => status::status(&Store::open()?, json),
         Cmd::Gc { older_than } => tasks::gc(&Store::open()?, older_than),
         Cmd::Agent { command } => match command {
-            AgentCmd::Run { spec } => agent::run(&Store::open()?, &spec.into(), false),
-            AgentCmd::Start { spec } => agent::start(&Store::open()?, &spec.into()),
+            AgentCmd::Run { spec } => {
+                let (name, given) = spec.given();
+                agent::run(&Store::open()?, &name, given)
+            }
+            AgentCmd::Start { spec } => {
+                let (name, given) = spec.given();
+                agent::start(&Store::open()?, &name, given)
+            }
             AgentCmd::Serve => {
                 let spec = crate::runner::start::read_spec_from_stdin()?;
-                agent::run(&Store::open()?, &spec, true)
+                crate::runner::run(&Store::open()?, &spec, true)?;
+                Ok(Exit::Ok)
             }
             AgentCmd::Stop { name } => agent::stop(&Store::open()?, &name),
             AgentCmd::List => agent::list(&Store::open()?),

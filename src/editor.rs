@@ -85,6 +85,7 @@ pub fn run(args: EditArgs) -> anyhow::Result<Exit> {
         timeout: args.timeout,
         queue: false,
         wait: true,
+        offer_queue: false,
     };
     delegate(&store, &plan, &args)
 }

@@ -11,12 +11,13 @@ use std::path::PathBuf;
 /// What went wrong with the state folder or a protocol file.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{action} {path}: {source}{}", advice(source))]
+    /// The OS error is part of the message (not a separate cause in the chain, which would
+    /// print it twice).
+    #[error("{action} {path}: {cause}{}", advice(cause))]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     #[error("refusing to use {path}: {why}")]
     Unsafe { path: PathBuf, why: String },
@@ -29,11 +30,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> StoreError {
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, cause: io::Error) -> StoreError {
         StoreError::Io {
             action,
             path: path.into(),
-            source,
+            cause,
         }
     }
 }

@@ -75,8 +75,9 @@ pub fn code_of(err: &anyhow::Error) -> Exit {
         }
         if let Some(e) = cause.downcast_ref::<StoreError>() {
             return match e {
-                // The state folder is the machine's: any failure to read or write it is.
-                StoreError::Io { .. } => Exit::Environment,
+                StoreError::Io { cause, .. } if is_environment(cause) => Exit::Environment,
+                // Not a folder, not there: the setting or the input is wrong.
+                StoreError::Io { .. } => Exit::Usage,
                 StoreError::Unsafe { .. }
                 | StoreError::Malformed { .. }
                 | StoreError::BadName { .. }

@@ -16,19 +16,69 @@ use crate::runner;
 /// How long `agent stop` waits after SIGTERM before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> anyhow::Result<Exit> {
-    runner::run(store, spec, notify_ready)?;
+/// Runs agent `name`'s runner in the foreground, from `given` or its recorded spec.
+pub fn run(store: &Store, name: &str, given: Option<Spec>) -> anyhow::Result<Exit> {
+    let spec = spec_to_start(store, name, given)?;
+    runner::run(store, &spec, false)?;
     Ok(Exit::Ok)
 }
 
-/// Starts the runner detached from `spec` and returns once it holds its lock.
-pub fn start(store: &Store, spec: &Spec) -> anyhow::Result<Exit> {
-    let started = runner::start_runner(store, spec)?;
+/// The spec to start agent `name` from: `given` (which replaces what was recorded, and says
+/// so), else the spec recorded the last time it ran, else a new shell agent. A restart never
+/// turns an agent into another kind.
+fn spec_to_start(store: &Store, name: &str, given: Option<Spec>) -> anyhow::Result<Spec> {
+    let recorded = match store.agent(name)? {
+        Some(paths) => paths.read_spec()?,
+        None => None,
+    };
+    Ok(match (given, recorded) {
+        (None, Some(recorded)) => recorded,
+        (None, None) => Spec::new(name, crate::protocol::DriverKind::Shell),
+        (Some(given), Some(recorded)) => {
+            if !same_kind(&given, &recorded) {
+                eprintln!(
+                    "baton: agent {name}: replacing its recorded spec ({}) with the one given ({})",
+                    describe(&recorded),
+                    describe(&given)
+                );
+            }
+            given
+        }
+        (Some(given), None) => given,
+    })
+}
+
+/// Two specs that run the same agent (the working folder aside, which a restart may resolve
+/// anew).
+fn same_kind(a: &Spec, b: &Spec) -> bool {
+    Spec {
+        cwd: None,
+        ..a.clone()
+    } == Spec {
+        cwd: None,
+        ..b.clone()
+    }
+}
+
+/// A spec in a few words: its driver and command.
+pub fn describe(spec: &Spec) -> String {
+    if spec.command.is_empty() {
+        spec.driver.as_str().to_string()
+    } else {
+        format!("{} `{}`", spec.driver.as_str(), spec.command.join(" "))
+    }
+}
+
+/// Starts agent `name`'s runner detached, from `given` or its recorded spec, and returns once it
+/// holds its lock.
+pub fn start(store: &Store, name: &str, given: Option<Spec>) -> anyhow::Result<Exit> {
+    let spec = spec_to_start(store, name, given)?;
+    let started = runner::start_runner(store, &spec)?;
     println!(
-        "agent {} started (pid {}, driver {}); log: {}",
+        "agent {} started (pid {}, {}); log: {}",
         spec.name,
         started.pid,
-        spec.driver.as_str(),
+        describe(&spec),
         started.log.display()
     );
     Ok(Exit::Ok)
@@ -48,7 +98,21 @@ fn running_pid(paths: &AgentPaths) -> Option<u32> {
 pub fn stop(store: &Store, name: &str) -> anyhow::Result<Exit> {
     let paths = known(store, name)?;
     if !lock::is_alive(&paths.lock) {
-        println!("agent {name} is not running");
+        // What a runner that died left behind is ended all the same (not a tmux window).
+        let tmux = paths
+            .read_spec()
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.driver == crate::protocol::DriverKind::Tmux);
+        let left = if tmux {
+            0
+        } else {
+            crate::sys::spawn::kill_marked(&runner::agent_marks(store, &paths))
+        };
+        match left {
+            0 => println!("agent {name} is not running"),
+            n => println!("agent {name} is not running; ended {n} process(es) its last runner left behind"),
+        }
         return Ok(Exit::Ok);
     }
     let Some(pid) = running_pid(&paths) else {

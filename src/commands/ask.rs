@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::time::Duration;
 
-use super::print_ends;
+use super::{print_ends, Format};
 use crate::coordinator::{self, Caller, Plan};
 use crate::error::usage;
 use crate::exit::Exit;
@@ -13,7 +13,7 @@ pub struct AskArgs {
     pub agents: String,
     pub prompt: Option<String>,
     pub timeout: Option<Duration>,
-    pub json: bool,
+    pub format: Format,
     pub queue: bool,
     pub priority: u8,
 }
@@ -61,6 +61,7 @@ fn plan(args: &AskArgs, wait: bool) -> anyhow::Result<Plan> {
         timeout: args.timeout,
         queue: args.queue,
         wait,
+        offer_queue: true,
     })
 }
 
@@ -68,14 +69,14 @@ pub fn ask(store: &Store, args: AskArgs) -> anyhow::Result<Exit> {
     let plan = plan(&args, true)?;
     let mut caller = Caller::new(false)?;
     let ends = coordinator::delegate(store, &plan, &mut caller)?;
-    print_ends(&ends, args.json)
+    print_ends(&ends, args.format)
 }
 
 pub fn send(store: &Store, args: AskArgs) -> anyhow::Result<Exit> {
     let plan = plan(&args, false)?;
     let mut caller = Caller::new(false)?;
     for end in coordinator::delegate(store, &plan, &mut caller)? {
-        if args.json {
+        if args.format == Format::Json {
             println!("{}", end.to_json());
         } else {
             println!("{}", end.task_id);

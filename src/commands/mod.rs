@@ -14,10 +14,31 @@ use std::io::Write;
 use crate::exit::{self, Exit};
 use crate::protocol::TaskEnd;
 
-/// Prints ends: one answer alone as it is; several each headed by its agent; or JSON lines (one
-/// object per task, `TaskEnd::to_json`). Every end that is not `ok` is also told on stderr. The
-/// exit status is that of the first end that did not succeed.
-pub fn print_ends(ends: &[TaskEnd], json: bool) -> anyhow::Result<Exit> {
+/// How answers are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Each answer as text: a line that the answer leaves open is finished, and several answers
+    /// are each headed by their agent.
+    Text,
+    /// Byte for byte, nothing added (binary answers, exact output).
+    Raw,
+    /// One JSON object per task (`TaskEnd::to_json`).
+    Json,
+}
+
+impl Format {
+    pub fn from_flags(json: bool, raw: bool) -> Format {
+        match (json, raw) {
+            (true, _) => Format::Json,
+            (_, true) => Format::Raw,
+            _ => Format::Text,
+        }
+    }
+}
+
+/// Prints ends in `format`. Every end that is not `ok` is also told on stderr. The exit status
+/// is that of the first end that did not succeed.
+pub fn print_ends(ends: &[TaskEnd], format: Format) -> anyhow::Result<Exit> {
     let mut out = std::io::stdout().lock();
     let write = |out: &mut std::io::StdoutLock, bytes: &[u8]| -> anyhow::Result<()> {
         match out.write_all(bytes) {
@@ -26,18 +47,15 @@ pub fn print_ends(ends: &[TaskEnd], json: bool) -> anyhow::Result<Exit> {
         }
     };
     for end in ends {
-        if json {
+        if format == Format::Json {
             write(&mut out, format!("{}\n", end.to_json()).as_bytes())?;
             continue;
         }
-        if ends.len() > 1 {
+        if ends.len() > 1 && format == Format::Text {
             write(&mut out, format!("==> {} <==\n", end.agent).as_bytes())?;
         }
         write(&mut out, &end.answer)?;
-        // Answers are printed byte for byte; a line is only finished for a person's terminal,
-        // or to keep several answers apart.
-        let finish_line = ends.len() > 1 || nix::unistd::isatty(std::io::stdout()).unwrap_or(false);
-        if finish_line && !end.answer.ends_with(b"\n") && !end.answer.is_empty() {
+        if format == Format::Text && !end.answer.ends_with(b"\n") && !end.answer.is_empty() {
             write(&mut out, b"\n")?;
         }
     }

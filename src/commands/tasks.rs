@@ -3,7 +3,7 @@
 use std::fs;
 use std::time::{Duration, SystemTime};
 
-use super::print_ends;
+use super::{print_ends, Format};
 use crate::coordinator::{self, Caller};
 use crate::error::{usage, StoreError};
 use crate::exit::Exit;
@@ -21,18 +21,18 @@ pub fn wait(
     store: &Store,
     ids: &[String],
     timeout: Option<Duration>,
-    json: bool,
+    format: Format,
 ) -> anyhow::Result<Exit> {
     let ids = parse_ids(ids)?;
     let mut caller = Caller::new(false)?;
     let ends = coordinator::follow(store, &ids, timeout, &mut caller)?;
-    print_ends(&ends, json)
+    print_ends(&ends, format)
 }
 
-pub fn result(store: &Store, id: &str, json: bool) -> anyhow::Result<Exit> {
+pub fn result(store: &Store, id: &str, format: Format) -> anyhow::Result<Exit> {
     let id = TaskId::parse(id)?;
     match coordinator::end_of(store, &id)? {
-        Some(end) => print_ends(&[end], json),
+        Some(end) => print_ends(&[end], format),
         None => {
             let (_, agent) = coordinator::load(store, &id)?;
             let state = if inbox::is_queued(&agent, &id) {

@@ -41,6 +41,8 @@ pub struct Plan {
     /// Wait for the answers (`ask`, editor mode), or return once delivered (`send`): then every
     /// end is `detached`.
     pub wait: bool,
+    /// The caller has a `--queue` option to offer when an agent is not running.
+    pub offer_queue: bool,
 }
 
 /// The caller's side of a wait: its signals (installed once, early, before anything is
@@ -64,7 +66,7 @@ impl Caller {
 pub fn delegate(store: &Store, plan: &Plan, caller: &mut Caller) -> anyhow::Result<Vec<TaskEnd>> {
     let agents = resolve(store, &plan.agents)?;
     if !plan.queue {
-        require_live(&agents)?;
+        require_live(&agents, plan.offer_queue)?;
     }
     let req = Request {
         prompt: &plan.prompt,
@@ -175,15 +177,17 @@ pub fn live_agents(store: &Store) -> Vec<String> {
 
 /// Fails with exit 5 if an agent has no live runner. (A runner that is dying just now counts as
 /// live: the wait follows the task, and finds out.)
-fn require_live(agents: &[AgentPaths]) -> anyhow::Result<()> {
+fn require_live(agents: &[AgentPaths], offer_queue: bool) -> anyhow::Result<()> {
     for a in agents {
         if !lock::is_alive(&a.lock) {
+            let queue = if offer_queue {
+                " (or pass --queue to leave the task for its next runner)"
+            } else {
+                ""
+            };
             return Err(Error::NotRunning {
                 agent: a.name().into(),
-                hint: format!(
-                    "start it with `baton agent start {}` (or pass --queue to leave the task for its next runner)",
-                    a.name()
-                ),
+                hint: format!("start it with `baton agent start {}`{queue}", a.name()),
             }
             .into());
         }
@@ -326,9 +330,10 @@ fn finish(
     Ok(ends.collect())
 }
 
-/// The end of a task that finished, with its answer.
+/// The end of a task that finished, with its answer: as recorded, else as its runner reported
+/// it (it could not record it).
 fn read_finished(p: &Pending) -> TaskEnd {
-    match p.task.read_end(p.agent.name()) {
+    match p.task.read_end(p.agent.name()).or_else(|| p.reported.clone()) {
         Some(end) => with_answer(end, &p.task, p.created_ms),
         None => p.ended(State::Failed, "its done.json disappeared".into()),
     }

@@ -25,7 +25,8 @@ use inotify::{Inotify, WatchMask};
 
 use crate::error::StoreError;
 use crate::poll::{earliest, Poll};
-use crate::protocol::{control, inbox, lock, store, AgentPaths, AgentState, State, Store};
+use crate::protocol::control::{self, Reply};
+use crate::protocol::{inbox, lock, store, AgentPaths, AgentState, State, Store};
 use crate::protocol::{TaskEnd, TaskPaths};
 use crate::sys::signals::Signals;
 use crate::sys::term::{Tty, CTRL_C};
@@ -37,6 +38,8 @@ pub struct Pending {
     pub task: TaskPaths,
     pub created_ms: u64,
     done: bool,
+    /// The end the runner reported over its socket because it could not record it.
+    pub reported: Option<TaskEnd>,
     dead: Arc<AtomicBool>,
     /// The runner will answer on this connection when the task finishes.
     socket: Option<UnixStream>,
@@ -51,6 +54,7 @@ impl Pending {
             task,
             created_ms,
             done: false,
+            reported: None,
             dead: Arc::new(AtomicBool::new(false)),
             socket: None,
             fallback: false,
@@ -137,7 +141,7 @@ pub fn wait(
         // and a task still unfinished falls back to inotify and the death watch.
         for i in ended {
             let p = &mut pending[i];
-            p.done = p.task.is_done();
+            p.done = p.reported.is_some() || p.task.is_done();
             if !p.done {
                 fall_back(store, p, &mut inotify, sigs, opts)?;
             }
@@ -223,12 +227,29 @@ fn sleep(
         drain_inotify(i);
     }
     for &i in &ended {
-        if let Some(mut s) = pending[i].socket.take() {
-            let mut sink = [0u8; 256];
-            let _ = s.read(&mut sink);
+        if let Some(s) = pending[i].socket.take() {
+            if let Some(Reply::Finished { end: Some(end), .. }) = read_reply(&s) {
+                pending[i].reported = Some(*end);
+            }
         }
     }
     Ok((key_ready, ended))
+}
+
+/// The runner's reply on a watch connection that became readable (`None` if it closed
+/// without one).
+fn read_reply(mut stream: &UnixStream) -> Option<Reply> {
+    let mut line = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !line.contains(&b'\n') && line.len() <= control::MAX_REQUEST {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => line.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    serde_json::from_slice(line.split(|&b| b == b'\n').next()?).ok()
 }
 
 /// What became of a task whose runner died.

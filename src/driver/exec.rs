@@ -43,10 +43,10 @@ impl Driver for Exec {
             .stdin(Stdio::from(stdin))
             .stdout(Stdio::from(task.output_file))
             .stderr(Stdio::from(stderr));
-        let child = cmd.spawn().map_err(|source| DriverError::Spawn {
+        let child = cmd.spawn().map_err(|cause| DriverError::Spawn {
             what: "the task",
             program: program.clone(),
-            source,
+            cause,
         })?;
         self.child = Some(child);
         Ok(())

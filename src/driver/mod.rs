@@ -35,19 +35,17 @@ pub type Finished = Result<Option<i32>, DriverError>;
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
     /// A program could not be found or started.
-    #[error("cannot start {what} `{program}`: {source}")]
+    #[error("cannot start {what} `{program}`: {cause}")]
     Spawn {
         what: &'static str,
         program: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Setting up a task failed (its files, the pipes).
-    #[error("{action}: {source}")]
+    #[error("{action}: {cause}{}", crate::error::advice(cause))]
     Io {
         action: &'static str,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The agent's spec cannot work (no command for exec, a program not found).
     #[error("{0}")]
@@ -71,8 +69,8 @@ pub enum DriverError {
 }
 
 impl DriverError {
-    pub fn io(action: &'static str, source: std::io::Error) -> DriverError {
-        DriverError::Io { action, source }
+    pub fn io(action: &'static str, cause: std::io::Error) -> DriverError {
+        DriverError::Io { action, cause }
     }
 
     /// The task's own exit status, if it had one.
@@ -86,7 +84,7 @@ impl DriverError {
     /// The OS error under it, if any (for the exit code: a full disk is the machine's fault).
     pub fn io_error(&self) -> Option<&std::io::Error> {
         match self {
-            DriverError::Spawn { source, .. } | DriverError::Io { source, .. } => Some(source),
+            DriverError::Spawn { cause, .. } | DriverError::Io { cause, .. } => Some(cause),
             _ => None,
         }
     }
@@ -198,10 +196,10 @@ impl Piped {
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
-            .map_err(|source| DriverError::Spawn {
+            .map_err(|cause| DriverError::Spawn {
                 what,
                 program: program.into(),
-                source,
+                cause,
             })?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(DriverError::Gone(format!(

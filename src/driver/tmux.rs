@@ -101,10 +101,10 @@ fn run(tmux: &Path, args: &[&str]) -> Result<String, DriverError> {
     let out = Command::new(tmux)
         .args(args)
         .output()
-        .map_err(|source| DriverError::Spawn {
+        .map_err(|cause| DriverError::Spawn {
             what: "tmux",
             program: tmux.display().to_string(),
-            source,
+            cause,
         })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())

@@ -7,11 +7,11 @@
 //! inbox), so that it wakes that task's watchers. Files stay the source of truth: every outcome
 //! is also written to the task folder, and nothing is lost if no one connects.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use interprocess::local_socket::traits::Listener as _;
 use interprocess::local_socket::{
@@ -22,7 +22,7 @@ use interprocess::os::unix::uds_local_socket as uds;
 use serde::{Deserialize, Serialize};
 
 use super::agent::{AgentPaths, Status};
-use super::task::TaskId;
+use super::task::{TaskEnd, TaskId};
 use crate::error::{IoContext, StoreError};
 
 /// How long either side waits for the other's line.
@@ -54,13 +54,36 @@ pub enum Reply {
     Cancelling { task: TaskId },
     NotRunning { task: TaskId },
     Reset { summary: String },
-    Finished { task: TaskId },
+    /// The task has finished. `end` is given when the runner could not record it (a full
+    /// disk): then it is the only record the caller gets.
+    Finished {
+        task: TaskId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        end: Option<Box<TaskEnd>>,
+    },
     Noted,
     Error { message: String },
 }
 
+/// The largest request line a runner reads; a longer one is refused and its connection closed.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// How long a client may take to send its request line before its connection is closed.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The runner's end of the socket. Nothing here blocks: connections are accepted and read
+/// without waiting, a request arrives in as many pieces as the client likes, and one slow or
+/// idle client never holds up another (it is closed after `REQUEST_TIMEOUT`).
 pub struct Server {
     listener: uds::Listener,
+    /// Connections whose request line has not fully arrived.
+    reading: Vec<Partial>,
+}
+
+struct Partial {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    since: Instant,
 }
 
 /// A request waiting for its reply.
@@ -70,11 +93,24 @@ pub struct Incoming {
 }
 
 impl Incoming {
+    /// Answers and closes the connection. A reply is one short line, which fits in the socket's
+    /// buffer; a client that does not read it loses it, and nothing waits for it.
     pub fn reply(mut self, reply: &Reply) {
         if let Ok(mut line) = serde_json::to_vec(reply) {
             line.push(b'\n');
             let _ = self.stream.write_all(&line);
         }
+    }
+
+    /// The connection, to watch for its client going away.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+
+    /// True if the client closed its end (or sent more after its request, which it must not).
+    pub fn gone(&self) -> bool {
+        let mut byte = [0u8; 1];
+        !matches!((&self.stream).read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 }
 
@@ -98,32 +134,79 @@ impl Server {
             .reclaim_name(true)
             .create_sync_as::<uds::Listener>()
             .during("listening on", path)?;
-        Ok(Server { listener })
+        Ok(Server {
+            listener,
+            reading: Vec::new(),
+        })
     }
 
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.listener.as_fd()
+    /// The descriptors to poll: the listener and every connection still being read.
+    pub fn fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        std::iter::once(self.listener.as_fd()).chain(self.reading.iter().map(|p| p.stream.as_fd()))
     }
 
-    /// Accepts every pending connection and reads its request line (bounded by `IO_TIMEOUT`).
-    pub fn accept(&self) -> Vec<Incoming> {
-        let mut incoming = Vec::new();
+    /// When the oldest unfinished request times out.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.reading.iter().map(|p| p.since + REQUEST_TIMEOUT).min()
+    }
+
+    /// Accepts every pending connection and reads what has arrived of each request; returns the
+    /// requests that are complete. Refused requests (too long, malformed) are answered with an
+    /// error by the caller; timed-out connections are closed.
+    pub fn accept(&mut self) -> Vec<Incoming> {
         while let Ok(stream) = self.listener.accept() {
             let stream = UnixStream::from(OwnedFd::from(stream));
-            let _ = stream.set_nonblocking(false);
-            let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-            let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-            let mut line = String::new();
-            let request = match stream.try_clone().map(BufReader::new) {
-                Ok(mut r) => match r.read_line(&mut line) {
-                    Ok(_) => serde_json::from_str(&line).map_err(|e| format!("bad request: {e}")),
-                    Err(e) => Err(format!("reading the request: {e}")),
-                },
-                Err(e) => Err(format!("reading the request: {e}")),
-            };
-            incoming.push(Incoming { request, stream });
+            if stream.set_nonblocking(true).is_ok() {
+                self.reading.push(Partial {
+                    stream,
+                    buf: Vec::new(),
+                    since: Instant::now(),
+                });
+            }
         }
-        incoming
+        let mut complete = Vec::new();
+        let now = Instant::now();
+        for mut p in std::mem::take(&mut self.reading) {
+            match read_request(&mut p) {
+                Some(request) => complete.push(Incoming {
+                    request,
+                    stream: p.stream,
+                }),
+                None if now < p.since + REQUEST_TIMEOUT => self.reading.push(p),
+                None => {} // too slow: closed
+            }
+        }
+        complete
+    }
+}
+
+/// Reads what has arrived of a request: `Some` once the line is complete (or cannot be), `None`
+/// while more is to come.
+fn read_request(p: &mut Partial) -> Option<std::result::Result<Request, String>> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(nl) = p.buf.iter().position(|&b| b == b'\n') {
+            return Some(
+                serde_json::from_slice(&p.buf[..nl]).map_err(|e| format!("bad request: {e}")),
+            );
+        }
+        if p.buf.len() > MAX_REQUEST {
+            return Some(Err(format!(
+                "the request is longer than {MAX_REQUEST} bytes"
+            )));
+        }
+        match (&p.stream).read(&mut chunk) {
+            Ok(0) if p.buf.is_empty() => return Some(Err("no request".into())),
+            Ok(0) => {
+                return Some(
+                    serde_json::from_slice(&p.buf).map_err(|e| format!("bad request: {e}")),
+                )
+            }
+            Ok(n) => p.buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Some(Err(format!("reading the request: {e}"))),
+        }
     }
 }
 

@@ -71,7 +71,7 @@ impl Store {
         // Even an agent with a one-letter name needs its control socket under the root.
         check_socket_path(&root.join("agents/a/sock"))?;
         match ensure_dir(&root) {
-            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            Err(StoreError::Io { cause, .. }) if cause.kind() == io::ErrorKind::NotFound => {
                 if let Some(parent) = root.parent() {
                     fs::create_dir_all(parent)
                         .during("creating the parent of the state folder", parent)?;

@@ -4,7 +4,7 @@
 use super::Runner;
 use crate::protocol::control::{Incoming, Reply, Request};
 use crate::protocol::inbox::{self, Stopped};
-use crate::protocol::{State, TaskId};
+use crate::protocol::{State, TaskEnd, TaskId};
 
 impl Runner<'_> {
     /// Answers every pending control request; keeps the `watch` ones until their task ends.
@@ -13,15 +13,23 @@ impl Runner<'_> {
             match &incoming.request {
                 Ok(Request::Watch { task }) => {
                     let task = task.clone();
-                    if self.store.task(&task).is_done() {
-                        incoming.reply(&Reply::Finished { task });
+                    let unrecorded = self
+                        .pending_ends
+                        .iter()
+                        .find(|(_, end)| end.task_id == task)
+                        .map(|(_, end)| Box::new(end.clone()));
+                    if unrecorded.is_some() || self.store.task(&task).is_done() {
+                        incoming.reply(&Reply::Finished {
+                            task,
+                            end: unrecorded,
+                        });
                     } else {
                         self.watchers.push((task, incoming));
                     }
                 }
                 Ok(Request::Finished { task }) => {
                     let task = task.clone();
-                    self.wake(&task);
+                    self.wake(&task, None);
                     incoming.reply(&Reply::Noted);
                 }
                 _ => {
@@ -32,14 +40,18 @@ impl Runner<'_> {
         }
     }
 
-    /// Tells every caller watching `task` that it has finished.
-    pub(super) fn wake(&mut self, task: &TaskId) {
+    /// Tells every caller watching `task` that it has finished (with its end, when that could
+    /// not be recorded).
+    pub(super) fn wake(&mut self, task: &TaskId, unrecorded: Option<&TaskEnd>) {
         let (woken, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.watchers)
             .into_iter()
             .partition(|(t, _)| t == task);
         self.watchers = rest;
         for (task, incoming) in woken {
-            incoming.reply(&Reply::Finished { task });
+            incoming.reply(&Reply::Finished {
+                task,
+                end: unrecorded.map(|e| Box::new(e.clone())),
+            });
         }
     }
 
@@ -85,7 +97,7 @@ impl Runner<'_> {
                     inbox::withdraw_or_cancel(self.store, &self.paths, task, State::Cancelled)
                         .is_ok_and(|s| s == Stopped::Withdrawn);
                 if queued {
-                    self.wake(task);
+                    self.wake(task, None);
                     Reply::Cancelling { task: task.clone() }
                 } else {
                     Reply::NotRunning { task: task.clone() }

@@ -29,7 +29,8 @@ use crate::coordinator::wait::inotify_error;
 use crate::driver::{Driver, Setup};
 use crate::error::{Error, IoContext};
 use crate::protocol::control::{self, Incoming};
-use crate::protocol::{inbox, lock, store, AgentPaths, AgentState, Spec, State, Status, Store};
+use crate::protocol::{inbox, lock, store, AgentPaths, AgentState, DriverKind, Spec, State};
+use crate::protocol::{Status, Store};
 use crate::protocol::{TaskEnd, TaskId};
 use crate::sys::signals::Signals;
 use crate::sys::time;
@@ -57,6 +58,10 @@ struct Runner<'a> {
     unwatched: bool,
     /// Callers waiting on the control socket for a task to finish.
     watchers: Vec<(TaskId, Incoming)>,
+    /// Ends that could not be recorded yet (a full disk), with their claimed entries.
+    pending_ends: Vec<(inbox::Entry, TaskEnd)>,
+    /// What keeps the runner from serving now, as last logged.
+    trouble: Option<String>,
 }
 
 /// Runs the agent in the foreground until a stop signal. With `notify_ready`, `ready PID` is
@@ -67,6 +72,8 @@ pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> anyhow::Result<()>
     let Some(_lock) = lock::hold(&paths.lock)? else {
         return Err(already_running(&paths).into());
     };
+    // Every waiting caller holds a connection to the runner: allow as many as the system does.
+    raise_open_files_limit();
     let mut runner = Runner::open(store, spec, paths, !notify_ready)?;
     runner.recover()?;
     // The first status already says whether the agent can take a task (a TUI still starting).
@@ -88,6 +95,9 @@ pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> anyhow::Result<()>
     }
     let result = runner.serve();
     runner.driver.shutdown(&runner.sigs);
+    if spec.driver != DriverKind::Tmux {
+        reap_leftovers(store, &runner.paths, &runner.log);
+    }
     runner.status.status = AgentState::Stopped;
     runner.status.current_task = None;
     let _ = runner.write_status();
@@ -118,6 +128,11 @@ impl<'a> Runner<'a> {
             cwd: spec.cwd.clone().unwrap_or_default(),
             log: log.try_clone().during("opening", &paths.log)?,
         };
+        // What a runner that died left running (a shell's background job, a pipeline's other
+        // end) is ended before a new driver starts. A tmux window is adopted, not ended.
+        if spec.driver != DriverKind::Tmux {
+            reap_leftovers(store, &paths, &log);
+        }
         let driver = setup::make_driver(store, &spec, &paths, setup, &session)?;
         let inotify =
             Inotify::init().map_err(|e| inotify_error("watching", &paths.inbox_new, e))?;
@@ -154,7 +169,39 @@ impl<'a> Runner<'a> {
             cancel_current: false,
             unwatched: false,
             watchers: Vec::new(),
+            pending_ends: Vec::new(),
+            trouble: None,
         })
+    }
+}
+
+/// The environment every process of agent `paths` carries (the agent's own variables).
+pub fn agent_marks(store: &Store, paths: &AgentPaths) -> Vec<String> {
+    vec![
+        format!("BATON_AGENT={}", paths.name()),
+        format!("BATON_HOME={}", store.root().display()),
+    ]
+}
+
+/// Ends every process left by an earlier runner of the agent, and says so in its log.
+pub fn reap_leftovers(store: &Store, paths: &AgentPaths, mut log: &fs::File) {
+    let n = crate::sys::spawn::kill_marked(&agent_marks(store, paths));
+    if n > 0 {
+        let _ = writeln!(
+            log,
+            "{} [baton] ended {n} process(es) an earlier runner of this agent left behind",
+            time::now_rfc3339()
+        );
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit (best effort).
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
     }
 }
 
@@ -182,18 +229,29 @@ impl Runner<'_> {
         crate::protocol::write_json(&self.paths.status, &self.status)
     }
 
-    /// Fails, as `agent_lost`, the tasks a dead runner had claimed.
+    /// Fails, as `agent_lost`, the tasks a dead runner had claimed. An entry whose task folder
+    /// is missing or unsafe is put aside; an end that cannot be written yet is kept for later.
     fn recover(&mut self) -> anyhow::Result<()> {
         for entry in inbox::claimed(&self.paths)? {
             let task = self.store.task(&entry.id);
+            if let Err(e) = store::check_dir(&task.dir) {
+                self.quarantine(&self.paths.inbox_cur.clone(), &entry, &e.to_string());
+                continue;
+            }
             let end = TaskEnd::new(&entry.id, self.paths.name(), State::AgentLost).with_error(
                 "the agent's runner stopped while this task ran; it was not re-run (it may have had effects)",
             );
-            if task.record_end(&end)? {
-                self.say(&format!(
+            match task.record_end(&end) {
+                Ok(true) => self.say(&format!(
                     "task {}: failed as agent_lost (claimed by a runner that died)",
                     entry.id
-                ));
+                )),
+                Ok(false) => {}
+                Err(e) => {
+                    self.say(&format!("task {}: cannot record its loss yet: {e}", entry.id));
+                    self.pending_ends.push((entry, end));
+                    continue;
+                }
             }
             inbox::release(&self.paths, &entry);
         }

@@ -58,8 +58,12 @@ fn spawn_runner(store: &Store, spec: &Spec, log_path: &std::path::Path) -> anyho
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::Environment(format!("creating a pipe: {e}")))?;
     let mut cmd = Command::new(exe);
+    // A runner started from inside an agent is not that agent's: it carries none of its marks.
     cmd.args(["agent", "serve"])
         .env("BATON_HOME", store.root())
+        .env_remove("BATON_AGENT")
+        .env_remove("BATON_TASK_ID")
+        .env_remove("BATON_SESSION_ID")
         .stdin(Stdio::piped())
         .stdout(Stdio::from(ready_w))
         .stderr(Stdio::from(log));

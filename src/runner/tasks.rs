@@ -30,20 +30,41 @@ impl Runner<'_> {
                 self.say(&format!("{why}: stopping"));
                 return Ok(());
             }
+            self.record_pending_ends();
             self.sync_idle_status();
             // While a person, or a dialog, has the agent, tasks wait in the inbox.
             let next = match self.driver.busy() {
-                None => inbox::next(&self.paths)?,
-                Some(_) => None,
+                None => inbox::next(&self.paths).and_then(|e| match e {
+                    Some(entry) => inbox::claim(&self.paths, &entry).map(|won| won.then_some(entry)),
+                    None => Ok(None),
+                }),
+                Some(_) => Ok(None),
             };
-            if let Some(entry) = next {
-                if inbox::claim(&self.paths, &entry)? {
-                    self.run_task(&entry)?;
+            match next {
+                Ok(Some(entry)) => {
+                    self.trouble = None;
+                    self.run_task(&entry);
+                    continue;
                 }
-                continue;
+                Ok(None) => {}
+                // The machine refuses (too many open files, a read-only or full folder): say so
+                // once, and look again when something happens, or in a second.
+                Err(e) => self.in_trouble(&format!("cannot take the next task: {e}")),
             }
-            self.sleep(false, self.driver.next_deadline())
+            let retry = self
+                .trouble
+                .is_some()
+                .then(|| Instant::now() + Duration::from_secs(1));
+            self.sleep(false, earliest([self.driver.next_deadline(), retry]))
                 .during("waiting on", &self.paths.inbox_new)?;
+        }
+    }
+
+    /// Logs a problem that keeps the runner from serving, once until it changes or clears.
+    fn in_trouble(&mut self, why: &str) {
+        if self.trouble.as_deref() != Some(why) {
+            self.say(why);
+            self.trouble = Some(why.to_string());
         }
     }
 
@@ -51,35 +72,64 @@ impl Runner<'_> {
     /// `driver`) or `deadline`; then takes the signals and events and answers the control
     /// requests.
     fn sleep(&mut self, driver: bool, deadline: Option<Instant>) -> std::io::Result<()> {
-        {
+        let watchers_ready: Vec<bool> = {
             let mut poll = Poll::new();
             poll.add(self.sigs.fd());
             poll.add(self.inotify.as_fd());
-            poll.add(self.control.fd());
+            for fd in self.control.fds() {
+                poll.add(fd);
+            }
             if let Some(fd) = self.driver.fd().filter(|_| driver) {
                 poll.add(fd);
             }
-            poll.wait(deadline)?;
-        }
+            // A watcher's connection becomes readable when its caller goes away.
+            let watchers: Vec<usize> = self.watchers.iter().map(|(_, w)| poll.add(w.fd())).collect();
+            poll.wait(earliest([deadline, self.control.next_deadline()]))?;
+            watchers.into_iter().map(|i| poll.ready(i)).collect()
+        };
         self.sigs.drain();
         drain_inotify(&mut self.inotify);
+        // Close the connections of callers that stopped watching.
+        let mut ready = watchers_ready.into_iter();
+        self.watchers
+            .retain(|(_, w)| !(ready.next().unwrap_or(false) && w.gone()));
         self.serve_control();
         Ok(())
     }
 
-    /// Runs one claimed task to its end and writes `result` and `done.json`.
-    fn run_task(&mut self, entry: &Entry) -> anyhow::Result<()> {
+    /// Runs one claimed task to its end and writes `result` and `done.json`. Nothing that goes
+    /// wrong here stops the runner: an entry it cannot serve is quarantined, an end it cannot
+    /// record is kept and recorded later (its waiters are told it at once).
+    fn run_task(&mut self, entry: &Entry) {
         let task = self.store.task(&entry.id);
         crate::test_hooks::pause_point(crate::test_hooks::AFTER_CLAIM);
-        // A task folder that is not what the protocol says (a planted link, someone else's) is
-        // never read or written: the task is dropped from the inbox and the log says why.
+        // A task folder that is missing or not what the protocol says (a planted link, someone
+        // else's) is never read or written: the entry is put aside and the log says why.
         if let Err(e) = store::check_dir(&task.dir) {
-            if store::exists(&task.dir) {
-                self.say(&format!("task {}: refused: {e}", entry.id));
-            }
-            inbox::release(&self.paths, entry);
-            return Ok(());
+            self.quarantine(&self.paths.inbox_cur.clone(), entry, &e.to_string());
+            return;
         }
+        let end = match self.run_claimed(&task) {
+            Ok(end) => end,
+            Err(e) => Some(
+                TaskEnd::new(&entry.id, self.paths.name(), State::Failed)
+                    .with_error(format!("the runner failed while running it: {e:#}")),
+            ),
+        };
+        match end {
+            Some(end) => self.publish(&task, entry, end),
+            None => {
+                if let Err(e) = self.become_idle() {
+                    self.say(&format!("cannot write status.json: {e}"));
+                }
+                inbox::release(&self.paths, entry);
+                self.wake(&entry.id, None);
+            }
+        }
+    }
+
+    /// The end of a claimed task: `None` if it had one already (withdrawn, or finished).
+    fn run_claimed(&mut self, task: &TaskPaths) -> anyhow::Result<Option<TaskEnd>> {
         let envelope = match crate::protocol::read_json::<Task>(&task.task) {
             Ok(Some(t)) => Ok(t),
             Ok(None) => Err(format!("{} is missing", task.task.display())),
@@ -91,50 +141,113 @@ impl Runner<'_> {
             Err(e) => Err(format!("{}: {e}", task.prompt.display())),
         };
         let name = self.paths.name().to_string();
-        let end = match prompt_ok.and(envelope) {
-            _ if task.is_done() => None, // withdrawn or finished already
-            Err(why) => Some(TaskEnd::new(&entry.id, &name, State::Failed).with_error(why)),
+        Ok(match prompt_ok.and(envelope) {
+            _ if task.is_done() => None,
+            Err(why) => Some(TaskEnd::new(&task.id, &name, State::Failed).with_error(why)),
             Ok(envelope) => Some(match task.cancel_request() {
                 Some(state) => TaskEnd {
                     created_ms: Some(envelope.created_ms),
-                    ..TaskEnd::new(&entry.id, &name, state)
-                        .with_error("cancelled before it started")
+                    ..TaskEnd::new(&task.id, &name, state).with_error("cancelled before it started")
                 },
-                None => self.execute(&envelope, &task)?,
+                None => self.execute(&envelope, task)?,
             }),
+        })
+    }
+
+    /// Puts an inbox entry the runner cannot serve aside (`inbox/bad/`), with a warning in the
+    /// log; the rest of the inbox is served as usual.
+    pub(super) fn quarantine(&mut self, from: &std::path::Path, entry: &Entry, why: &str) {
+        let moved = inbox::quarantine(&self.paths, from, entry);
+        let whereto = match &moved {
+            Ok(()) => format!("put aside in {}", self.paths.inbox_bad.display()),
+            Err(e) => format!("could not be put aside ({e})"),
         };
-        match end {
-            Some(end) => self.publish(&task, end)?,
-            None => self.become_idle()?,
+        self.say(&format!("task {}: refused, {whereto}: {why}", entry.id));
+        if moved.is_err() {
+            inbox::release(&self.paths, entry);
         }
-        inbox::release(&self.paths, entry);
-        self.wake(&entry.id);
-        Ok(())
     }
 
     /// Publishes a task's end: `output` becomes `result`, the status says idle (and counts the
-    /// task), and `done.json` appears last.
-    fn publish(&mut self, task: &TaskPaths, end: TaskEnd) -> anyhow::Result<()> {
-        if store::exists(&task.output) {
-            fs::rename(&task.output, &task.result).during("publishing the result", &task.result)?;
+    /// task), and `done.json` appears last; then the entry is released and the waiters told.
+    /// If the end cannot be recorded (a full disk, a read-only folder), the waiters are told it
+    /// anyway, the entry stays claimed, and the runner records it when it can.
+    fn publish(&mut self, task: &TaskPaths, entry: &Entry, mut end: TaskEnd) {
+        if let Err(e) = publish_result(task) {
+            end = self.unrecordable(task, end, &e);
+        } else {
             crate::test_hooks::pause_point(crate::test_hooks::AFTER_RESULT);
-        } else if !store::exists(&task.result) {
-            store::write_atomic(&task.result, b"")?;
         }
         // status.json is true before the sentinel appears: whoever sees done.json and then
         // asks for the status finds the agent idle and the task counted.
         self.status.tasks_done += 1;
-        self.become_idle()?;
-        task.record_end(&end)?;
-        // Whoever waits is told first; the log can wait.
-        self.wake(&end.task_id);
-        let detail = end.error.map(|e| format!(": {e}")).unwrap_or_default();
-        self.say(&format!(
-            "task {}: {}{detail}",
-            end.task_id,
-            end.state.as_str()
-        ));
-        Ok(())
+        if let Err(e) = self.become_idle() {
+            self.say(&format!("cannot write status.json: {e}"));
+        }
+        let recorded = match task.record_end(&end) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // Make room (the answer, if any, is lost with the disk) and try once more.
+                end = self.unrecordable(task, end, &e);
+                task.record_end(&end).map(drop)
+            }
+        };
+        let detail = end.error.clone().map(|e| format!(": {e}")).unwrap_or_default();
+        match recorded {
+            Ok(()) => {
+                inbox::release(&self.paths, entry);
+                // Whoever waits is told first; the log can wait.
+                self.wake(&end.task_id, None);
+                self.say(&format!("task {}: {}{detail}", end.task_id, end.state.as_str()));
+            }
+            Err(e) => {
+                self.say(&format!(
+                    "task {}: {}{detail}; its end cannot be recorded yet ({e}); it will be when the folder can be written",
+                    end.task_id,
+                    end.state.as_str()
+                ));
+                self.wake(&end.task_id, Some(&end));
+                self.pending_ends.push((entry.clone(), end));
+            }
+        }
+    }
+
+    /// The end of a task whose answer or end could not be written: failed, saying why, with
+    /// its partial output removed to make room for the record.
+    fn unrecordable(&mut self, task: &TaskPaths, end: TaskEnd, e: &StoreError) -> TaskEnd {
+        let _ = fs::remove_file(&task.output);
+        let _ = fs::remove_file(&task.result);
+        let why = match &end.error {
+            Some(before) => format!("the answer could not be recorded: {e} (the task said: {before})"),
+            None => format!("the answer could not be recorded: {e}"),
+        };
+        TaskEnd {
+            state: State::Failed,
+            error: Some(why),
+            ..end
+        }
+    }
+
+    /// Records the ends that could not be written when their tasks finished.
+    fn record_pending_ends(&mut self) {
+        if self.pending_ends.is_empty() {
+            return;
+        }
+        for (entry, end) in std::mem::take(&mut self.pending_ends) {
+            let task = self.store.task(&end.task_id);
+            let written = if store::check_dir(&task.dir).is_err() {
+                Ok(false) // the folder is gone: nothing left to record into
+            } else {
+                task.record_end(&end)
+            };
+            match written {
+                Ok(_) => {
+                    inbox::release(&self.paths, &entry);
+                    self.say(&format!("task {}: its end is recorded now", end.task_id));
+                }
+                Err(_) => self.pending_ends.push((entry, end)),
+            }
+        }
     }
 
     fn become_idle(&mut self) -> Result<(), StoreError> {
@@ -187,7 +300,9 @@ impl Runner<'_> {
         let started = self.driver.start(ctx);
         self.status.status = AgentState::Working;
         self.status.current_task = Some(id.to_string());
-        self.write_status()?;
+        if let Err(e) = self.write_status() {
+            self.say(&format!("cannot write status.json: {e}"));
+        }
         self.say(&format!("task {id}: started"));
         let (state, exit_code, error) = match started {
             Err(e) => (State::Failed, e.exit_code(), Some(e.to_string())),
@@ -255,6 +370,11 @@ impl Runner<'_> {
             };
             if let Some((state, why)) = stop {
                 self.driver.kill(&self.sigs);
+                // And whatever the task started that left its process group.
+                crate::sys::spawn::kill_marked(&[
+                    format!("BATON_TASK_ID={}", envelope.task_id),
+                    format!("BATON_HOME={}", self.store.root().display()),
+                ]);
                 return Ok((state, None, Some(why)));
             }
             self.sync_held_status(&envelope.task_id);
@@ -266,7 +386,21 @@ impl Runner<'_> {
                 .unwatched
                 .then(|| Instant::now() + Duration::from_secs(1));
             let deadline = earliest([task_deadline, self.driver.next_deadline(), fallback]);
-            self.sleep(true, deadline).during("waiting on", &task.dir)?;
+            if let Err(e) = self.sleep(true, deadline) {
+                self.driver.kill(&self.sigs);
+                return Err(StoreError::io("waiting on", &task.dir, e).into());
+            }
         }
+    }
+}
+
+/// Moves the answer into place as `result` (an empty one if the task produced none).
+fn publish_result(task: &TaskPaths) -> Result<(), StoreError> {
+    if store::exists(&task.output) {
+        fs::rename(&task.output, &task.result).during("publishing the result", &task.result)
+    } else if !store::exists(&task.result) {
+        store::write_atomic(&task.result, b"")
+    } else {
+        Ok(())
     }
 }

@@ -72,3 +72,61 @@ pub fn kill_group(child: &mut Child, sigs: &Signals) {
     let _ = killpg(pgid, Signal::SIGKILL);
     let _ = child.wait();
 }
+
+/// The processes, other than this one and its ancestors, whose environment holds every one of
+/// `marks` (`KEY=VALUE`, as baton gives its agents), leaving out baton's own runners (`baton agent
+/// serve|run`), which belong to their own agents. Read from `/proc`; a process that cannot be
+/// read (another user's) is not one of ours.
+pub fn marked_processes(marks: &[String]) -> Vec<i32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let spared = ancestors();
+    rd.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|pid| !spared.contains(pid))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                marks.iter().all(|m| {
+                    env.split(|&b| b == 0)
+                        .any(|kv| kv == m.as_bytes())
+                })
+            })
+        })
+        .filter(|pid| !is_runner(*pid))
+        .collect()
+}
+
+/// Kills (SIGKILL) the processes `marked_processes` finds; returns how many there were.
+pub fn kill_marked(marks: &[String]) -> usize {
+    let found = marked_processes(marks);
+    for pid in &found {
+        let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    found.len()
+}
+
+/// This process and the processes it descends from.
+fn ancestors() -> Vec<i32> {
+    let mut chain = vec![std::process::id() as i32];
+    while let Some(parent) = std::fs::read_to_string(format!("/proc/{}/stat", chain[chain.len() - 1]))
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse::<i32>().ok()?;
+            Some(rest)
+        })
+        .filter(|&p| p > 1 && chain.len() < 64)
+    {
+        chain.push(parent);
+    }
+    chain
+}
+
+/// True for a baton runner (`… agent serve` or `… agent run …`).
+fn is_runner(pid: i32) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    matches!(args.get(1..3), Some([b"agent", b"serve" | b"run"]))
+}

@@ -95,7 +95,7 @@ fn runner_killed_before_claiming_fails_the_waiting_ask_and_withdraws_the_task() 
     assert_eq!(env.inbox("g", "new").len(), 1);
     env.start_gated("g");
     env.open_gate();
-    assert_eq!(env.run(["wait", &queued_for_later]).ok().stdout, "later");
+    assert_eq!(env.run(["wait", &queued_for_later]).ok().stdout, "later\n");
     assert!(env.inbox("g", "cur").is_empty());
 }
 
@@ -117,7 +117,7 @@ fn a_coordinator_killed_while_waiting_leaves_the_answer_retrievable() {
     wait_until("the task finishes", secs(10), || {
         env.task_dir(&id).join("done.json").exists()
     });
-    assert_eq!(env.run(["result", &id]).ok().stdout, "keep this");
+    assert_eq!(env.run(["result", &id]).ok().stdout, "keep this\n");
 }
 
 /// Editor mode with a signal at each phase: before delivery, queued, running, answered but not
@@ -216,7 +216,7 @@ fn huge_and_binary_output_huge_prompts_and_empty_answers() {
             "head -c 52428800 /dev/zero | tr '\\0' x",
         ],
     );
-    let out = env.run(["ask", "big", "go"]).ok();
+    let out = env.run(["ask", "big", "go", "--raw"]).ok();
     assert_eq!(out.stdout_bytes.len(), 52_428_800);
     assert!(out.stdout_bytes.iter().all(|&b| b == b'x'));
     env.start("count", &["--driver", "exec", "--", "wc", "-c"]);
@@ -233,7 +233,7 @@ fn huge_and_binary_output_huge_prompts_and_empty_answers() {
         &["--driver", "exec", "--", "printf", "\\377\\376\\000\\001"],
     );
     assert_eq!(
-        env.run(["ask", "bin", "x"]).ok().stdout_bytes,
+        env.run(["ask", "bin", "x", "--raw"]).ok().stdout_bytes,
         b"\xff\xfe\x00\x01"
     );
     let file = env.path("bin.md");
@@ -384,7 +384,7 @@ fn sixty_four_callers_and_eight_agents_answer_each_task_exactly_once() {
                         env.run(["ask", &format!("w{}", (t + k) % 8), &prompt])
                             .ok()
                             .stdout,
-                        prompt
+                        format!("{prompt}\n")
                     );
                 }
             })

@@ -23,7 +23,7 @@ fn a_claude_agent_keeps_its_context_and_records_its_session() {
         .stdout
         .starts_with("turn 1: plan dark mode"));
     let out = env.run(["ask", "pl", "and tests"]).ok();
-    assert_eq!(out.stdout, "turn 2: and tests (I remember: plan dark mode)");
+    assert_eq!(out.stdout, "turn 2: and tests (I remember: plan dark mode)\n");
     let session = fs::read_to_string(env.agent_dir("pl").join("session_id")).unwrap();
     let summary = env.status_json("pl")["context_summary"]
         .as_str()

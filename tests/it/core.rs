@@ -210,7 +210,7 @@ fn shell_framing_survives_hostile_output() {
         out.stdout
     );
     assert!(
-        out.stdout_bytes.ends_with(b"\x01\xff\xfeerr\ntail"),
+        out.stdout_bytes.ends_with(b"\x01\xff\xfeerr\ntail\n"),
         "{:?}",
         out.stdout_bytes
     );
@@ -285,7 +285,7 @@ fn priority_orders_the_queue() {
         env.started_count() == 3
     });
     env.open_gate();
-    assert_eq!(env.run(["wait", &low]).ok().stdout, "low");
+    assert_eq!(env.run(["wait", &low]).ok().stdout, "low\n");
 }
 
 #[test]
@@ -445,7 +445,7 @@ fn two_hundred_asks_from_sixteen_callers_to_four_agents_are_each_answered_once()
                     }
                     let prompt = format!("task {n} from caller {t}");
                     let out = env.run(["ask", &format!("w{}", n % 4), &prompt]).ok();
-                    assert_eq!(out.stdout, prompt);
+                    assert_eq!(out.stdout, format!("{prompt}\n"));
                 }
             })
         })

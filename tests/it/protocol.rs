@@ -24,7 +24,7 @@ fn the_example_shell_agent_speaks_the_protocol() {
         runner_alive(&lock)
     });
     let out = env.run(["ask", "shouty", "hello from the protocol"]).ok();
-    assert_eq!(out.stdout, "HELLO FROM THE PROTOCOL");
+    assert_eq!(out.stdout, "HELLO FROM THE PROTOCOL\n");
     // A second copy is refused, as with baton's own runner.
     let second = Command::new("sh")
         .arg(script)

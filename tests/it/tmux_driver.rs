@@ -84,12 +84,12 @@ fn a_prompt_is_pasted_submitted_and_answered_through_the_hooks() {
     assert_eq!(env.status_json("coding")["window_id"], "baton:coding");
     assert_eq!(
         env.run(["ask", "coding", "hello"]).ok().stdout,
-        "turn 1: hello (I remember: nothing yet)"
+        "turn 1: hello (I remember: nothing yet)\n"
     );
     let out = env.run(["ask", "coding", "line one\nline two"]).ok();
     assert!(out.stdout.starts_with("turn 2: line one"), "{}", out.stdout);
     assert!(
-        out.stdout.ends_with("(I remember: hello)"),
+        out.stdout.ends_with("(I remember: hello)\n"),
         "{}",
         out.stdout
     );
@@ -146,7 +146,7 @@ fn stop_failure_fails_the_task_with_the_error_kind() {
     assert!(out.stderr.contains("rate_limit"), "{}", out.stderr);
     assert_eq!(
         env.run(["ask", "coding", "recovered"]).ok().stdout,
-        "turn 1: recovered (I remember: nothing yet)"
+        "turn 1: recovered (I remember: nothing yet)\n"
     );
 }
 
@@ -180,7 +180,7 @@ fn an_interrupted_turn_fails_once_the_agent_is_idle_again() {
     assert!(err.contains("interrupted"), "{err}");
     assert_eq!(
         env.run(["ask", "coding", "next"]).ok().stdout,
-        "turn 1: next (I remember: nothing yet)"
+        "turn 1: next (I remember: nothing yet)\n"
     );
 }
 

@@ -248,7 +248,7 @@ fn detach_leaves_the_task_running_and_the_file_intact() {
     assert_terminal_restored(&env);
     assert_eq!(fs::read_to_string(&file).unwrap(), "@g later");
     env.open_gate();
-    assert_eq!(env.run(["wait", &id]).ok().stdout, "later");
+    assert_eq!(env.run(["wait", &id]).ok().stdout, "later\n");
 }
 
 #[test]
