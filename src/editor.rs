@@ -28,6 +28,12 @@ use crate::protocol::{State, Store, TaskEnd};
 use crate::sys::signals::Signals;
 use crate::sys::term::Tty;
 
+/// The lines that make baton the editor, for a shell profile. They keep the editor that was set
+/// in `BATON_EDITOR`, and can be sourced twice (the second time `VISUAL` is baton already and
+/// `BATON_EDITOR` is left alone).
+pub const PROFILE_LINES: &str = r#"case "${VISUAL:-}" in *baton) ;; *) export BATON_EDITOR="${VISUAL:-${EDITOR:-vi}}" ;; esac
+export VISUAL=baton"#;
+
 /// The largest prompt file editor mode reads (16 MiB).
 pub const MAX_PROMPT_FILE: u64 = 16 << 20;
 

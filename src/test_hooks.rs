@@ -14,6 +14,11 @@ pub const BEFORE_DELIVER: &str = "before-deliver";
 pub const CANCELLING: &str = "cancelling";
 /// In editor mode, with the answer in hand and before it is written into the file.
 pub const BEFORE_WRITE: &str = "before-write";
+/// In a waiting coordinator, when it has learnt that the runner of a task died, before it looks
+/// at what became of the task.
+pub const RUNNER_GONE: &str = "runner-gone";
+/// In a waiting coordinator, when every task has ended, before it reads their ends.
+pub const WAITED: &str = "waited";
 
 #[cfg(debug_assertions)]
 pub fn pause_point(name: &str) {

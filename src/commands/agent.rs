@@ -111,7 +111,9 @@ pub fn stop(store: &Store, name: &str) -> anyhow::Result<Exit> {
         };
         match left {
             0 => println!("agent {name} is not running"),
-            n => println!("agent {name} is not running; ended {n} process(es) its last runner left behind"),
+            n => println!(
+                "agent {name} is not running; ended {n} process(es) its last runner left behind"
+            ),
         }
         return Ok(Exit::Ok);
     }

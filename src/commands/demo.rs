@@ -101,8 +101,12 @@ pub fn demo() -> Result<Exit> {
     let stopped = step(&home, "stop", &["agent", "stop", "demo"]);
     result?;
     stopped?;
+    let lines: String = crate::editor::PROFILE_LINES
+        .lines()
+        .map(|l| format!("  {l}\n"))
+        .collect();
     println!(
-        "\nThe round trip works. To use baton as Claude Code's editor (Ctrl-G), add to your shell profile:\n\n  export BATON_EDITOR=\"${{VISUAL:-${{EDITOR:-vi}}}}\"\n  export VISUAL=baton\n\nthen start an agent (`baton agent start planning`) and begin a prompt with @planning."
+        "\nThe round trip works. To use baton as Claude Code's editor (Ctrl-G), add to your shell profile:\n\n{lines}\nthen start an agent (`baton agent start planning`) and begin a prompt with @planning."
     );
     Ok(Exit::Ok)
 }

@@ -129,7 +129,8 @@ pub fn install(project: Option<&Path>, dry_run: bool) -> Result<Exit> {
         println!("baton's hooks are already in {}", path.display());
     }
     println!(
-        "\nTo make baton Claude Code's editor (Ctrl-G), keep your editor in BATON_EDITOR:\n  export BATON_EDITOR=\"${{VISUAL:-${{EDITOR:-vi}}}}\" VISUAL=baton"
+        "\nTo make baton Claude Code's editor (Ctrl-G), add to your shell profile (it keeps your editor in BATON_EDITOR):\n{}",
+        crate::editor::PROFILE_LINES
     );
     Ok(Exit::Ok)
 }

@@ -55,14 +55,14 @@ pub fn cancel(store: &Store, ids: &[String]) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// Removes finished tasks whose `done.json` is older than `older_than`. Unfinished tasks are
-/// never removed.
+/// Removes finished tasks whose `done.json` is older than `older_than`. Unfinished tasks, and
+/// tasks someone is waiting on, are never removed.
 pub fn gc(store: &Store, older_than: Duration) -> anyhow::Result<Exit> {
     let cutoff = SystemTime::now()
         .checked_sub(older_than)
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let dir = store.tasks_dir();
-    let (mut removed, mut kept) = (0usize, 0usize);
+    let (mut removed, mut kept, mut in_use) = (0usize, 0usize, 0usize);
     let entries = fs::read_dir(&dir).map_err(|e| StoreError::io("listing", &dir, e))?;
     for entry in entries.filter_map(|e| e.ok()) {
         let name = entry.file_name();
@@ -73,13 +73,30 @@ pub fn gc(store: &Store, older_than: Duration) -> anyhow::Result<Exit> {
         let old = fs::symlink_metadata(&task.done)
             .and_then(|m| m.modified())
             .is_ok_and(|t| t <= cutoff);
-        if old {
-            fs::remove_dir_all(&task.dir).map_err(|e| StoreError::io("removing", &task.dir, e))?;
-            removed += 1;
-        } else {
+        if !old {
             kept += 1;
+            continue;
+        }
+        // Held while the folder goes, so that no waiter starts on it half-removed.
+        let _removing = match task.take_for_removal() {
+            Ok(Some(held)) => Some(held),
+            Ok(None) => {
+                in_use += 1;
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(StoreError::io("locking", &task.task, e).into()),
+        };
+        match fs::remove_dir_all(&task.dir) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io("removing", &task.dir, e).into()),
         }
     }
-    println!("removed {removed} finished task(s); kept {kept}");
+    let waited = match in_use {
+        0 => String::new(),
+        n => format!(" and {n} someone is waiting on"),
+    };
+    println!("removed {removed} finished task(s); kept {kept}{waited}");
     Ok(Exit::Ok)
 }

@@ -55,8 +55,12 @@ pub struct Caller {
 impl Caller {
     /// Installs the stop signals; with `terminal`, takes the terminal if there is one.
     pub fn new(terminal: bool) -> anyhow::Result<Caller> {
-        let sigs = Signals::install(&signals::STOP_SIGNALS)
-            .map_err(|e| Error::Environment(format!("installing signal handlers: {e}")))?;
+        let sigs = Signals::install(&signals::STOP_SIGNALS).map_err(|e| {
+            Error::Environment(format!(
+                "installing signal handlers: {e}{}",
+                crate::error::advice(&e)
+            ))
+        })?;
         let tty = if terminal { Tty::open() } else { None };
         Ok(Caller { sigs, tty })
     }
@@ -130,6 +134,8 @@ pub fn load(store: &Store, id: &TaskId) -> anyhow::Result<(Task, AgentPaths)> {
 pub fn end_of(store: &Store, id: &TaskId) -> anyhow::Result<Option<TaskEnd>> {
     let (task, _) = load(store, id)?;
     let paths = store.task(id);
+    // Held while the end and the answer are read: `baton gc` leaves the folder alone meanwhile.
+    let _held = paths.hold();
     Ok(paths
         .read_end(&task.agent)
         .map(|end| with_answer(end, &paths, task.created_ms)))
@@ -278,7 +284,10 @@ fn finish(
         _ => None,
     };
     let (state, why) = match stop {
-        Stop::AllDone => return Ok(pending.iter().map(read_finished).collect()),
+        Stop::AllDone => {
+            pause_point(crate::test_hooks::WAITED);
+            return Ok(pending.iter().map(read_finished).collect());
+        }
         Stop::Signal(sig) => (
             State::Cancelled,
             format!("cancelled by {}", signals::name(sig)),
@@ -333,7 +342,11 @@ fn finish(
 /// The end of a task that finished, with its answer: as recorded, else as its runner reported
 /// it (it could not record it).
 fn read_finished(p: &Pending) -> TaskEnd {
-    match p.task.read_end(p.agent.name()).or_else(|| p.reported.clone()) {
+    match p
+        .task
+        .read_end(p.agent.name())
+        .or_else(|| p.reported.clone())
+    {
         Some(end) => with_answer(end, &p.task, p.created_ms),
         None => p.ended(State::Failed, "its done.json disappeared".into()),
     }

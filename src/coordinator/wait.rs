@@ -40,6 +40,8 @@ pub struct Pending {
     done: bool,
     /// The end the runner reported over its socket because it could not record it.
     pub reported: Option<TaskEnd>,
+    /// Keeps `baton gc` from removing the task while it is waited on.
+    _held: Option<nix::fcntl::Flock<std::fs::File>>,
     dead: Arc<AtomicBool>,
     /// The runner will answer on this connection when the task finishes.
     socket: Option<UnixStream>,
@@ -50,6 +52,7 @@ pub struct Pending {
 impl Pending {
     pub fn new(agent: AgentPaths, task: TaskPaths, created_ms: u64) -> Pending {
         Pending {
+            _held: task.hold(),
             agent,
             task,
             created_ms,
@@ -173,6 +176,9 @@ fn settled(
         return Ok(Some(Stop::AllDone));
     }
     for (i, p) in pending.iter_mut().enumerate() {
+        if !p.done && !store::exists(&p.task.dir) {
+            return Ok(Some(Stop::Lost(i, Lost::Vanished)));
+        }
         if !p.done && p.dead.swap(false, Ordering::SeqCst) {
             match fate(p, opts.owned) {
                 Fate::Running => rearm(p, sigs)?,
@@ -275,6 +281,7 @@ pub enum Lost {
 }
 
 fn fate(p: &Pending, owned: bool) -> Fate {
+    crate::test_hooks::pause_point(crate::test_hooks::RUNNER_GONE);
     if p.task.is_done() {
         return Fate::Done;
     }

@@ -50,10 +50,18 @@ pub enum Request {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
-    Pong { status: Status },
-    Cancelling { task: TaskId },
-    NotRunning { task: TaskId },
-    Reset { summary: String },
+    Pong {
+        status: Status,
+    },
+    Cancelling {
+        task: TaskId,
+    },
+    NotRunning {
+        task: TaskId,
+    },
+    Reset {
+        summary: String,
+    },
     /// The task has finished. `end` is given when the runner could not record it (a full
     /// disk): then it is the only record the caller gets.
     Finished {
@@ -62,7 +70,9 @@ pub enum Reply {
         end: Option<Box<TaskEnd>>,
     },
     Noted,
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 /// The largest request line a runner reads; a longer one is refused and its connection closed.

@@ -90,8 +90,9 @@ pub fn runner_alive(path: &Path) -> bool {
         return false;
     }
     match holder_pid(path) {
-        Some(pid) if dying(pid) => !wait_free(path, DYING_GRACE),
-        _ => true,
+        Some(pid) if !dying(pid) => true,
+        // Dying, or gone from the kernel's list since the probe: the lock is on its way out.
+        _ => !wait_free(path, DYING_GRACE),
     }
 }
 

@@ -159,6 +159,26 @@ impl TaskPaths {
         store::write_new(&self.done, &bytes)
     }
 
+    /// Marks the task as waited on for as long as the returned lock lives: a shared flock on
+    /// `task.json`, which `baton gc` must take exclusively before it removes the folder (the
+    /// kernel releases it when the waiter exits, however it exits). `None` if the task is
+    /// being removed right now, or has no envelope to lock.
+    pub fn hold(&self) -> Option<nix::fcntl::Flock<std::fs::File>> {
+        let file = store::open_nofollow(&self.task).ok()?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock).ok()
+    }
+
+    /// Takes the task for removal: an exclusive flock on `task.json`, refused while anyone
+    /// waits on the task (`hold`). `Ok(None)` if someone does.
+    pub fn take_for_removal(&self) -> std::io::Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+        let file = store::open_nofollow(&self.task)?;
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(held) => Ok(Some(held)),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(e.into()),
+        }
+    }
+
     /// The state a cancel request asks for (`timeout`, or else `cancelled`).
     pub fn cancel_request(&self) -> Option<State> {
         let text = store::read_nofollow(&self.cancel).ok()?;

@@ -248,7 +248,10 @@ impl Runner<'_> {
                 )),
                 Ok(false) => {}
                 Err(e) => {
-                    self.say(&format!("task {}: cannot record its loss yet: {e}", entry.id));
+                    self.say(&format!(
+                        "task {}: cannot record its loss yet: {e}",
+                        entry.id
+                    ));
                     self.pending_ends.push((entry, end));
                     continue;
                 }

@@ -35,7 +35,9 @@ impl Runner<'_> {
             // While a person, or a dialog, has the agent, tasks wait in the inbox.
             let next = match self.driver.busy() {
                 None => inbox::next(&self.paths).and_then(|e| match e {
-                    Some(entry) => inbox::claim(&self.paths, &entry).map(|won| won.then_some(entry)),
+                    Some(entry) => {
+                        inbox::claim(&self.paths, &entry).map(|won| won.then_some(entry))
+                    }
                     None => Ok(None),
                 }),
                 Some(_) => Ok(None),
@@ -83,7 +85,11 @@ impl Runner<'_> {
                 poll.add(fd);
             }
             // A watcher's connection becomes readable when its caller goes away.
-            let watchers: Vec<usize> = self.watchers.iter().map(|(_, w)| poll.add(w.fd())).collect();
+            let watchers: Vec<usize> = self
+                .watchers
+                .iter()
+                .map(|(_, w)| poll.add(w.fd()))
+                .collect();
             poll.wait(earliest([deadline, self.control.next_deadline()]))?;
             watchers.into_iter().map(|i| poll.ready(i)).collect()
         };
@@ -173,9 +179,8 @@ impl Runner<'_> {
     /// If the end cannot be recorded (a full disk, a read-only folder), the waiters are told it
     /// anyway, the entry stays claimed, and the runner records it when it can.
     fn publish(&mut self, task: &TaskPaths, entry: &Entry, mut end: TaskEnd) {
-        if let Err(e) = publish_result(task) {
-            end = self.unrecordable(task, end, &e);
-        } else {
+        let published = publish_result(task);
+        if published.is_ok() {
             crate::test_hooks::pause_point(crate::test_hooks::AFTER_RESULT);
         }
         // status.json is true before the sentinel appears: whoever sees done.json and then
@@ -184,21 +189,29 @@ impl Runner<'_> {
         if let Err(e) = self.become_idle() {
             self.say(&format!("cannot write status.json: {e}"));
         }
-        let recorded = match task.record_end(&end) {
-            Ok(_) => Ok(()),
+        let recorded = match published.and_then(|()| task.record_end(&end).map(drop)) {
+            Ok(()) => Ok(()),
             Err(e) => {
                 // Make room (the answer, if any, is lost with the disk) and try once more.
-                end = self.unrecordable(task, end, &e);
+                end = unrecordable(task, end, &e);
                 task.record_end(&end).map(drop)
             }
         };
-        let detail = end.error.clone().map(|e| format!(": {e}")).unwrap_or_default();
+        let detail = end
+            .error
+            .clone()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
         match recorded {
             Ok(()) => {
                 inbox::release(&self.paths, entry);
                 // Whoever waits is told first; the log can wait.
                 self.wake(&end.task_id, None);
-                self.say(&format!("task {}: {}{detail}", end.task_id, end.state.as_str()));
+                self.say(&format!(
+                    "task {}: {}{detail}",
+                    end.task_id,
+                    end.state.as_str()
+                ));
             }
             Err(e) => {
                 self.say(&format!(
@@ -212,22 +225,6 @@ impl Runner<'_> {
         }
     }
 
-    /// The end of a task whose answer or end could not be written: failed, saying why, with
-    /// its partial output removed to make room for the record.
-    fn unrecordable(&mut self, task: &TaskPaths, end: TaskEnd, e: &StoreError) -> TaskEnd {
-        let _ = fs::remove_file(&task.output);
-        let _ = fs::remove_file(&task.result);
-        let why = match &end.error {
-            Some(before) => format!("the answer could not be recorded: {e} (the task said: {before})"),
-            None => format!("the answer could not be recorded: {e}"),
-        };
-        TaskEnd {
-            state: State::Failed,
-            error: Some(why),
-            ..end
-        }
-    }
-
     /// Records the ends that could not be written when their tasks finished.
     fn record_pending_ends(&mut self) {
         if self.pending_ends.is_empty() {
@@ -235,12 +232,15 @@ impl Runner<'_> {
         }
         for (entry, end) in std::mem::take(&mut self.pending_ends) {
             let task = self.store.task(&end.task_id);
-            let written = if store::check_dir(&task.dir).is_err() {
-                Ok(false) // the folder is gone: nothing left to record into
-            } else {
-                task.record_end(&end)
-            };
-            match written {
+            if store::check_dir(&task.dir).is_err() {
+                inbox::release(&self.paths, &entry);
+                self.say(&format!(
+                    "task {}: its folder is gone; its end is not recorded",
+                    end.task_id
+                ));
+                continue;
+            }
+            match task.record_end(&end) {
                 Ok(_) => {
                     inbox::release(&self.paths, &entry);
                     self.say(&format!("task {}: its end is recorded now", end.task_id));
@@ -274,12 +274,13 @@ impl Runner<'_> {
             }
         };
         // Without a watch on the task folder (the inotify watch limit), a cancel request is
-        // still seen: `supervise` then also looks for it once a second.
-        let wd = match self
-            .inotify
-            .watches()
-            .add(&task.dir, WatchMask::MOVED_TO | WatchMask::CREATE)
-        {
+        // still seen: `supervise` then also looks for it once a second. Watched: the cancel
+        // request arriving, and the folder's files going (a folder whose agent still holds files
+        // in it reports its own deletion only after the agent lets go).
+        let wd = match self.inotify.watches().add(
+            &task.dir,
+            WatchMask::MOVED_TO | WatchMask::CREATE | WatchMask::DELETE | WatchMask::DELETE_SELF,
+        ) {
             Ok(wd) => Some(wd),
             Err(e) => {
                 let e = inotify_error("watching", &task.dir, e);
@@ -351,6 +352,11 @@ impl Runner<'_> {
                     State::Cancelled,
                     "the agent was stopped while running it".into(),
                 ))
+            } else if !store::exists(&task.task) {
+                Some((
+                    State::Cancelled,
+                    "its task folder was removed while it ran".into(),
+                ))
             } else if std::mem::take(&mut self.cancel_current) {
                 Some((
                     State::Cancelled,
@@ -402,5 +408,21 @@ fn publish_result(task: &TaskPaths) -> Result<(), StoreError> {
         store::write_atomic(&task.result, b"")
     } else {
         Ok(())
+    }
+}
+
+/// The end of a task whose answer or end could not be written: failed, saying why, with its
+/// partial output removed to make room for the record.
+fn unrecordable(task: &TaskPaths, end: TaskEnd, e: &StoreError) -> TaskEnd {
+    let _ = fs::remove_file(&task.output);
+    let _ = fs::remove_file(&task.result);
+    let why = match &end.error {
+        Some(before) => format!("the answer could not be recorded: {e} (the task: {before})"),
+        None => format!("the answer could not be recorded: {e}"),
+    };
+    TaskEnd {
+        state: State::Failed,
+        error: Some(why),
+        ..end
     }
 }

@@ -87,10 +87,9 @@ pub fn marked_processes(marks: &[String]) -> Vec<i32> {
         .filter(|pid| !spared.contains(pid))
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
-                marks.iter().all(|m| {
-                    env.split(|&b| b == 0)
-                        .any(|kv| kv == m.as_bytes())
-                })
+                marks
+                    .iter()
+                    .all(|m| env.split(|&b| b == 0).any(|kv| kv == m.as_bytes()))
             })
         })
         .filter(|pid| !is_runner(*pid))
@@ -109,13 +108,20 @@ pub fn kill_marked(marks: &[String]) -> usize {
 /// This process and the processes it descends from.
 fn ancestors() -> Vec<i32> {
     let mut chain = vec![std::process::id() as i32];
-    while let Some(parent) = std::fs::read_to_string(format!("/proc/{}/stat", chain[chain.len() - 1]))
-        .ok()
-        .and_then(|s| {
-            let rest = s.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse::<i32>().ok()?;
-            Some(rest)
-        })
-        .filter(|&p| p > 1 && chain.len() < 64)
+    while let Some(parent) =
+        std::fs::read_to_string(format!("/proc/{}/stat", chain[chain.len() - 1]))
+            .ok()
+            .and_then(|s| {
+                let rest = s
+                    .rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse::<i32>()
+                    .ok()?;
+                Some(rest)
+            })
+            .filter(|&p| p > 1 && chain.len() < 64)
     {
         chain.push(parent);
     }

@@ -15,6 +15,9 @@ fn start_claude(env: &Env, name: &str) {
 
 #[test]
 fn a_claude_agent_keeps_its_context_and_records_its_session() {
+    if !have(&["python3"]) {
+        return;
+    }
     let env = Env::new();
     start_claude(&env, "pl");
     assert!(env
@@ -23,7 +26,10 @@ fn a_claude_agent_keeps_its_context_and_records_its_session() {
         .stdout
         .starts_with("turn 1: plan dark mode"));
     let out = env.run(["ask", "pl", "and tests"]).ok();
-    assert_eq!(out.stdout, "turn 2: and tests (I remember: plan dark mode)\n");
+    assert_eq!(
+        out.stdout,
+        "turn 2: and tests (I remember: plan dark mode)\n"
+    );
     let session = fs::read_to_string(env.agent_dir("pl").join("session_id")).unwrap();
     let summary = env.status_json("pl")["context_summary"]
         .as_str()
@@ -41,6 +47,9 @@ fn a_claude_agent_keeps_its_context_and_records_its_session() {
 
 #[test]
 fn a_claude_that_dies_fails_the_task_and_the_next_resumes_the_session() {
+    if !have(&["python3"]) {
+        return;
+    }
     let env = Env::new();
     start_claude(&env, "pl");
     env.run(["ask", "pl", "remember the number 7"]).ok();
@@ -63,6 +72,9 @@ fn a_claude_that_dies_fails_the_task_and_the_next_resumes_the_session() {
 
 #[test]
 fn an_error_result_fails_the_task_with_its_reason() {
+    if !have(&["python3"]) {
+        return;
+    }
     let env = Env::new();
     start_claude(&env, "pl");
     let out = env.run(["ask", "pl", "please FAIL"]).expect(1);
@@ -76,6 +88,9 @@ fn an_error_result_fails_the_task_with_its_reason() {
 
 #[test]
 fn a_hung_turn_times_out_and_the_session_goes_on() {
+    if !have(&["python3"]) {
+        return;
+    }
     let env = Env::new();
     start_claude(&env, "pl");
     env.run(["ask", "pl", "first"]).ok();
@@ -86,6 +101,9 @@ fn a_hung_turn_times_out_and_the_session_goes_on() {
 
 #[test]
 fn reset_starts_a_fresh_session_live_or_stopped() {
+    if !have(&["python3"]) {
+        return;
+    }
     let env = Env::new();
     start_claude(&env, "pl");
     env.run(["ask", "pl", "old context"]).ok();
@@ -118,6 +136,9 @@ fn reset_starts_a_fresh_session_live_or_stopped() {
 
 #[test]
 fn a_missing_claude_is_an_error_at_start() {
+    if !have(&["python3"]) {
+        return;
+    }
     let env = Env::new();
     let out = env
         .run([
@@ -155,6 +176,9 @@ fn a_missing_claude_is_an_error_at_start() {
 
 #[test]
 fn hooks_do_nothing_outside_an_agent_and_never_fail() {
+    if !have(&["python3"]) {
+        return;
+    }
     let env = Env::new();
     env.start("sh1", &[]);
     let event = br#"{"hook_event_name":"Stop","last_assistant_message":"hi","session_id":"s"}"#;
@@ -197,6 +221,9 @@ fn hooks_do_nothing_outside_an_agent_and_never_fail() {
 
 #[test]
 fn install_merges_idempotently_keeps_everything_else_and_uninstall_removes_exactly_it() {
+    if !have(&["python3"]) {
+        return;
+    }
     let env = Env::new();
     let home = env.claude_home();
     let settings = home.join(".claude/settings.json");
@@ -268,6 +295,9 @@ fn install_merges_idempotently_keeps_everything_else_and_uninstall_removes_exact
 
 #[test]
 fn install_into_a_project_and_refuse_a_malformed_file() {
+    if !have(&["python3"]) {
+        return;
+    }
     let env = Env::new();
     let project = env.path("proj");
     env.run(["install", "claude", "--project", project.to_str().unwrap()])

@@ -45,11 +45,17 @@ fn claude_code() -> Option<PathBuf> {
                 "npm reaches the registry but installing Claude Code failed:\n{}",
                 String::from_utf8_lossy(&o.stderr)
             );
-            eprintln!("SKIPPED: npm cannot reach the registry to install Claude Code {VERSION}");
+            skipped(
+                "claude_code",
+                &format!("npm cannot reach the registry to install Claude Code {VERSION}"),
+            );
             None
         }
         Err(e) => {
-            eprintln!("SKIPPED: npm is not available to install Claude Code {VERSION}: {e}");
+            skipped(
+                "claude_code",
+                &format!("npm is not available to install Claude Code {VERSION}: {e}"),
+            );
             None
         }
     }

@@ -279,6 +279,9 @@ fn a_signal_before_the_task_is_claimed_withdraws_it() {
 
 #[test]
 fn git_commit_with_baton_as_core_editor() {
+    if !have(&["git"]) {
+        return;
+    }
     let env = Env::new();
     env.start(
         "msg",

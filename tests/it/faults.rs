@@ -202,7 +202,10 @@ fn unsafe_state_folders_are_refused_with_the_reason() {
         assert!(out.stderr.contains("owned by uid 65534"), "{}", out.stderr);
         nix::unistd::chown(&env.home, Some(nix::unistd::geteuid()), None).unwrap();
     } else {
-        eprintln!("skipped the other-owner case: it needs root to chown");
+        skipped(
+            "faults::unsafe_state_folders (the other-owner case)",
+            "it needs root to chown",
+        );
     }
     // the state folder is created 0700
     let mode = fs::metadata(&env.home).unwrap().permissions().mode() & 0o777;
@@ -247,14 +250,17 @@ impl Mount {
         match out {
             Ok(o) if o.status.success() => Some(Mount(at.to_path_buf())),
             Ok(o) => {
-                eprintln!(
-                    "SKIPPED: cannot mount a tmpfs here: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
+                skipped(
+                    "a test on a small tmpfs",
+                    &format!(
+                        "cannot mount a tmpfs here: {}",
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ),
                 );
                 None
             }
             Err(e) => {
-                eprintln!("SKIPPED: cannot run mount: {e}");
+                skipped("a test on a small tmpfs", &format!("cannot run mount: {e}"));
                 None
             }
         }
@@ -268,9 +274,12 @@ impl Mount {
             .output()
             .ok()?;
         if !bind.status.success() {
-            eprintln!(
-                "SKIPPED: cannot bind-mount here: {}",
-                String::from_utf8_lossy(&bind.stderr).trim()
+            skipped(
+                "a test on a read-only bind mount",
+                &format!(
+                    "cannot bind-mount here: {}",
+                    String::from_utf8_lossy(&bind.stderr).trim()
+                ),
             );
             return None;
         }

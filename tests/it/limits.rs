@@ -16,7 +16,7 @@ impl Sysctl {
     fn set(path: &'static str, value: &str) -> Option<Sysctl> {
         let old = fs::read_to_string(path).ok()?;
         if let Err(e) = fs::write(path, value) {
-            eprintln!("SKIPPED: cannot set {path}: {e}");
+            skipped("limits", &format!("cannot set {path}: {e}"));
             return None;
         }
         Some(Sysctl { path, old })

@@ -75,6 +75,9 @@ fn current_task(env: &Env) -> String {
 
 #[test]
 fn a_prompt_is_pasted_submitted_and_answered_through_the_hooks() {
+    if !have(&["tmux", "python3"]) {
+        return;
+    }
     let env = Env::new();
     start_tmux_agent(&env, true);
     let windows = env
@@ -109,6 +112,9 @@ fn a_prompt_is_pasted_submitted_and_answered_through_the_hooks() {
 
 #[test]
 fn a_person_at_the_keyboard_blocks_the_agent_and_tasks_wait() {
+    if !have(&["tmux", "python3"]) {
+        return;
+    }
     let env = Env::new();
     start_tmux_agent(&env, true);
     keys(&env, &["STALL typed by hand", "Enter"]);
@@ -140,6 +146,9 @@ fn a_person_at_the_keyboard_blocks_the_agent_and_tasks_wait() {
 
 #[test]
 fn stop_failure_fails_the_task_with_the_error_kind() {
+    if !have(&["tmux", "python3"]) {
+        return;
+    }
     let env = Env::new();
     start_tmux_agent(&env, true);
     let out = env.run(["ask", "coding", "please FAIL"]).expect(1);
@@ -152,6 +161,9 @@ fn stop_failure_fails_the_task_with_the_error_kind() {
 
 #[test]
 fn a_permission_dialog_blocks_until_a_person_answers_it() {
+    if !have(&["tmux", "python3"]) {
+        return;
+    }
     let env = Env::new();
     start_tmux_agent(&env, true);
     let ask = ask_in_background(&env, "PERMISSION to run ls");
@@ -167,6 +179,9 @@ fn a_permission_dialog_blocks_until_a_person_answers_it() {
 
 #[test]
 fn an_interrupted_turn_fails_once_the_agent_is_idle_again() {
+    if !have(&["tmux", "python3"]) {
+        return;
+    }
     let env = Env::new();
     start_tmux_agent(&env, true);
     let ask = ask_in_background(&env, "STALL for ever");
@@ -186,6 +201,9 @@ fn an_interrupted_turn_fails_once_the_agent_is_idle_again() {
 
 #[test]
 fn a_lost_enter_is_sent_once_more() {
+    if !have(&["tmux", "python3"]) {
+        return;
+    }
     let env = Env::new();
     start_tmux_agent(&env, true);
     let out = env.run(["ask", "coding", "SLOWPASTE hello"]).ok();
@@ -202,6 +220,9 @@ fn a_lost_enter_is_sent_once_more() {
 
 #[test]
 fn without_hooks_a_delivery_fails_with_a_clear_reason() {
+    if !have(&["tmux", "python3"]) {
+        return;
+    }
     let env = Env::new();
     start_tmux_agent(&env, false);
     let out = env.run(["ask", "coding", "anyone?"]).expect(1);
@@ -214,6 +235,9 @@ fn without_hooks_a_delivery_fails_with_a_clear_reason() {
 
 #[test]
 fn a_closed_window_fails_the_task_and_stops_the_runner() {
+    if !have(&["tmux", "python3"]) {
+        return;
+    }
     let env = Env::new();
     start_tmux_agent(&env, true);
     let ask = ask_in_background(&env, "STALL then quit");
@@ -236,6 +260,9 @@ fn a_closed_window_fails_the_task_and_stops_the_runner() {
 
 #[test]
 fn attach_shows_the_agents_window_on_this_terminal() {
+    if !have(&["tmux", "python3"]) {
+        return;
+    }
     let env = Env::new();
     start_tmux_agent(&env, true);
     env.run(["ask", "coding", "visible work"]).ok();

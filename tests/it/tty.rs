@@ -122,6 +122,9 @@ fn assert_terminal_restored(env: &Env) {
 
 #[test]
 fn ctrl_c_is_read_as_a_key_cancels_and_restores_the_terminal() {
+    if !have(&["tmux"]) {
+        return;
+    }
     let env = Env::new();
     env.start_gated("g");
     let text = "@g a prompt\nthat must survive";
@@ -146,6 +149,9 @@ fn ctrl_c_is_read_as_a_key_cancels_and_restores_the_terminal() {
 
 #[test]
 fn success_on_a_terminal_writes_the_answer_and_restores_the_terminal() {
+    if !have(&["tmux"]) {
+        return;
+    }
     let env = Env::new();
     env.start_gated("g");
     let file = env.path("prompt.md");
@@ -161,6 +167,9 @@ fn success_on_a_terminal_writes_the_answer_and_restores_the_terminal() {
 
 #[test]
 fn failure_on_a_terminal_offers_retry_and_retry_works() {
+    if !have(&["tmux"]) {
+        return;
+    }
     let env = Env::new();
     // Fails the first time, answers the second.
     let flaky = env.script(
@@ -192,6 +201,9 @@ fn failure_on_a_terminal_offers_retry_and_retry_works() {
 
 #[test]
 fn failure_on_a_terminal_then_back_leaves_the_file_and_exits_with_the_code() {
+    if !have(&["tmux"]) {
+        return;
+    }
     let env = Env::new();
     env.start("bad", &["--driver", "exec", "--", "false"]);
     let file = env.path("prompt.md");
@@ -206,6 +218,9 @@ fn failure_on_a_terminal_then_back_leaves_the_file_and_exits_with_the_code() {
 
 #[test]
 fn failure_on_a_terminal_then_edit_opens_the_real_editor_in_the_same_process() {
+    if !have(&["tmux"]) {
+        return;
+    }
     let env = Env::new();
     env.start("bad", &["--driver", "exec", "--", "false"]);
     let file = env.path("prompt.md");
@@ -234,6 +249,9 @@ fn failure_on_a_terminal_then_edit_opens_the_real_editor_in_the_same_process() {
 
 #[test]
 fn detach_leaves_the_task_running_and_the_file_intact() {
+    if !have(&["tmux"]) {
+        return;
+    }
     let env = Env::new();
     env.start_gated("g");
     let file = env.path("prompt.md");
@@ -253,6 +271,9 @@ fn detach_leaves_the_task_running_and_the_file_intact() {
 
 #[test]
 fn a_signal_while_waiting_on_a_terminal_restores_it() {
+    if !have(&["tmux"]) {
+        return;
+    }
     let env = Env::new();
     env.start_gated("g");
     let file = env.path("prompt.md");

@@ -224,14 +224,15 @@ impl Env {
     }
 
     /// A gate: an exec agent command that records each task it starts, then blocks until the
-    /// test opens the gate, then answers `cat` of its prompt. Returns the agent's arguments.
+    /// test opens the gate, then answers `cat` of its prompt. Returns the agent's arguments. (It
+    /// holds the gate open before it says it started, so that the test can always write to it.)
     pub fn gated_agent(&self) -> Vec<String> {
         let gate = self.path("gate");
         let _ = nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600));
         let script = self.script(
             "gated.sh",
             &format!(
-                "#!/bin/sh\necho \"$BATON_TASK_ID\" >> '{started}'\nread _ < '{gate}'\ncat\n",
+                "#!/bin/sh\nexec 3<> '{gate}'\necho \"$BATON_TASK_ID\" >> '{started}'\nread _ <&3\ncat\n",
                 started = self.path("started").display(),
                 gate = gate.display()
             ),
@@ -271,10 +272,14 @@ impl Env {
     /// `started_count`): a FIFO has no memory, so an early write could reach the reader before.
     pub fn open_gate(&self) {
         use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // Non-blocking: with no task waiting at the gate this fails at once (ENXIO) rather than
+        // hang the test.
         let mut f = fs::OpenOptions::new()
             .write(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
             .open(self.path("gate"))
-            .expect("opening the gate");
+            .expect("opening the gate: no task waits at it");
         f.write_all(b"go\n").expect("writing the gate");
     }
 
@@ -503,4 +508,39 @@ pub fn processes_with(marker: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Says, where the test output shows it (not captured by the harness), that `test` was skipped
+/// and why, and adds it to `target/tmp/skipped-tests.txt`, which CI prints at the end. A test
+/// that cannot run never passes silently.
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let line = format!("SKIPPED {test}: {why}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    let list = Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped-tests.txt");
+    if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(list) {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+/// True if every one of `programs` is on PATH; if not, the running test is reported skipped.
+pub fn have(programs: &[&str]) -> bool {
+    let missing: Vec<&str> = programs
+        .iter()
+        .copied()
+        .filter(|p| {
+            !std::env::var_os("PATH")
+                .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(p).is_file()))
+        })
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    // The harness names each test's thread after the test.
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    skipped(&test, &format!("{} not installed", missing.join(", ")));
+    false
 }
