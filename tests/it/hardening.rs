@@ -477,13 +477,14 @@ fn the_control_socket_bounds_requests_and_no_client_blocks_another() {
     // Watchers that go away are closed; idle clients time out: the runner ends where it began.
     drop(idle);
     let task = env.send("sh1", "sleep 1");
-    let watcher = env
+    let mut watcher = env
         .cmd(["wait", &task])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     wait_until("the watcher connects", secs(10), || fds() > before);
     signal(watcher.id(), Signal::SIGKILL);
+    wait_child(&mut watcher, secs(10)).expect("the watcher is gone");
     env.run(["wait", &task]).ok();
     wait_until(
         "the runner holds no more connections than at first",
