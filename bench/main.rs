@@ -392,7 +392,7 @@ impl Bench {
         let took = fan(callers, tasks, |k| {
             let prompt = format!("task {k}");
             let out = me
-                .cmd(&["ask", &format!("t{}", k % agents), &prompt])
+                .cmd(&["ask", &format!("t{}", k % agents), &prompt, "--raw"])
                 .stdout(Stdio::piped())
                 .output()
                 .unwrap();

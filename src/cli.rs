@@ -42,36 +42,27 @@ struct Cli {
 enum Cmd {
     /// Send a prompt to one or more agents (comma-separated), wait, print the answers.
     Ask {
-        /// AGENT or AGENT,AGENT,... (fan-out: waits for all, each answer headed by its agent)
+        /// AGENT or AGENT,AGENT,... (fan-out: waits for all, each answer headed by its agent); an
+        /// agent or a pool, declared or started by hand
         agents: String,
         /// The prompt; `-` (or nothing, when stdin is not a terminal) reads standard input.
         prompt: Option<String>,
-        /// Give up after this long (e.g. 30s, 10m); the task is cancelled. Exit 3.
-        #[arg(long, value_parser = parse_duration)]
-        timeout: Option<Duration>,
+        #[command(flatten)]
+        delegate: DelegateArgs,
         #[command(flatten)]
         output: OutputArgs,
-        /// Deliver even if the agent has no runner; wait for one to start.
-        #[arg(long)]
-        queue: bool,
-        /// 0 (first) to 9 (last).
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=9))]
-        priority: u8,
     },
     /// Deliver a prompt and print the task id, without waiting.
     Send {
+        /// AGENT or AGENT,AGENT,...
         agents: String,
+        /// The prompt; `-` (or nothing, when stdin is not a terminal) reads standard input.
         prompt: Option<String>,
-        #[arg(long)]
-        queue: bool,
+        #[command(flatten)]
+        delegate: DelegateArgs,
         /// Print one JSON object per task instead of its id.
         #[arg(long)]
         json: bool,
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=9))]
-        priority: u8,
-        /// The runner gives up on the task after this long.
-        #[arg(long, value_parser = parse_duration)]
-        timeout: Option<Duration>,
     },
     /// Wait for tasks and print their answers (Ctrl-C stops waiting; the tasks keep running).
     Wait {
@@ -119,8 +110,28 @@ enum Cmd {
     },
     /// A complete round trip in a throw-away state folder.
     Demo,
+    /// Start every agent the config declares (and one member of each pool) now.
+    Up {
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Stop every agent (and pool member) the config declares.
+    Down {
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Check the config files (every error at once, each with file:line:col), or show the
+    /// settings in effect and where each came from.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCmd,
+    },
     /// Switch this terminal to a tmux agent's window (switch-client inside tmux, else attach).
-    Attach { name: String },
+    Attach {
+        name: String,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
     /// What Claude Code's hooks run inside an agent: claude-session-start, claude-prompt,
     /// claude-stop, claude-stop-failure, claude-notification (the event's JSON on stdin).
     /// Always exits 0.
@@ -135,6 +146,38 @@ enum Cmd {
         #[command(subcommand)]
         target: InstallTarget,
     },
+}
+
+/// How a task is delegated.
+#[derive(clap::Args, Debug, Clone)]
+struct DelegateArgs {
+    /// Give up after this long (e.g. 30s, 10m); the task is cancelled, exit 3. Default: the
+    /// agent's declared `timeout`, else the config's `default_timeout`, else none.
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Deliver even if the agent has no runner (and is not started on demand); wait for one.
+    #[arg(long)]
+    queue: bool,
+    /// 0 (first) to 9 (last). Default: the agent's declared `priority`, else 5.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=9))]
+    priority: Option<u8>,
+    /// Reach the agents of the project in DIR (the folder of its .baton.toml), from anywhere.
+    #[arg(long, value_name = "DIR")]
+    project: Option<PathBuf>,
+}
+
+impl DelegateArgs {
+    fn ask(self, agents: String, prompt: Option<String>, format: commands::Format) -> ask::AskArgs {
+        ask::AskArgs {
+            agents,
+            prompt,
+            timeout: self.timeout,
+            format,
+            queue: self.queue,
+            priority: self.priority,
+            project: self.project,
+        }
+    }
 }
 
 /// How answers are printed.
@@ -203,11 +246,18 @@ struct SpecArgs {
     /// start with `-` are given to claude).
     #[arg(last = true)]
     command: Vec<String>,
+    #[command(flatten)]
+    project: ProjectArg,
 }
 
 impl SpecArgs {
     /// The spec these arguments give, or `None` if they give nothing but the name.
-    fn given(self) -> (String, Option<Spec>) {
+    fn given(&self) -> (String, Option<Spec>) {
+        let this = self.clone();
+        this.into_given()
+    }
+
+    fn into_given(self) -> (String, Option<Spec>) {
         let nothing = self.driver.is_none()
             && self.cwd.is_none()
             && self.env.is_empty()
@@ -247,11 +297,54 @@ enum AgentCmd {
     #[command(hide = true)]
     Serve,
     /// Stop a runner (SIGTERM; a task in flight ends as cancelled).
-    Stop { name: String },
+    Stop {
+        name: String,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
     /// List agents and whether their runner is alive.
     List,
     /// Forget the agent's context: the claude driver starts a new session.
-    Reset { name: String },
+    Reset {
+        name: String,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Remove a stopped agent: its state and history, and its git worktree if it is clean.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCmd {
+    /// Report every error in the config files (exit 2 if any), else what they declare.
+    Check {
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Print the settings in effect, each with the file (and line) it came from.
+    Show {
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+}
+
+/// `--project DIR`: whose declarations to use.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct ProjectArg {
+    /// Use the config of the project in DIR (the folder of its .baton.toml) instead of the
+    /// current folder's.
+    #[arg(long, value_name = "DIR")]
+    project: Option<PathBuf>,
+}
+
+impl ProjectArg {
+    fn config(&self) -> Result<crate::config::Config> {
+        commands::load_config(self.project.as_deref())
+    }
 }
 
 /// Editor mode: exactly one argument is not a flag, it is the last, and it names an existing
@@ -314,7 +407,13 @@ pub fn run(args: Vec<OsString>) -> Result<Exit> {
 fn dispatch(cmd: Cmd) -> Result<Exit> {
     match cmd {
         Cmd::Demo => commands::demo::demo(),
-        Cmd::Attach { name } => agent::attach(&Store::open()?, &name),
+        Cmd::Attach { name, project } => agent::attach(&Store::open()?, &project.config()?, &name),
+        Cmd::Up { project } => commands::team::up(&Store::open()?, &project.config()?),
+        Cmd::Down { project } => commands::team::down(&Store::open()?, &project.config()?),
+        Cmd::Config { command } => match command {
+            ConfigCmd::Check { project } => commands::team::check(project.project.as_deref()),
+            ConfigCmd::Show { project } => commands::team::show(&project.config()?),
+        },
         Cmd::Hook { kind } => crate::hook::run(&kind),
         Cmd::Install {
             target:
@@ -348,38 +447,20 @@ fn dispatch(cmd: Cmd) -> Result<Exit> {
         Cmd::Ask {
             agents,
             prompt,
-            timeout,
+            delegate,
             output,
-            queue,
-            priority,
         } => ask::ask(
             &Store::open()?,
-            ask::AskArgs {
-                agents,
-                prompt,
-                timeout,
-                format: output.format(),
-                queue,
-                priority,
-            },
+            delegate.ask(agents, prompt, output.format()),
         ),
         Cmd::Send {
             agents,
             prompt,
-            queue,
+            delegate,
             json,
-            priority,
-            timeout,
         } => ask::send(
             &Store::open()?,
-            ask::AskArgs {
-                agents,
-                prompt,
-                timeout,
-                format: commands::Format::from_flags(json, false),
-                queue,
-                priority,
-            },
+            delegate.ask(agents, prompt, commands::Format::from_flags(json, false)),
         ),
         Cmd::Wait {
             tasks: ids,
@@ -392,21 +473,30 @@ fn dispatch(cmd: Cmd) -> Result<Exit> {
         Cmd::Gc { older_than } => tasks::gc(&Store::open()?, older_than),
         Cmd::Agent { command } => match command {
             AgentCmd::Run { spec } => {
+                let config = spec.project.config()?;
                 let (name, given) = spec.given();
-                agent::run(&Store::open()?, &name, given)
+                agent::run(&Store::open()?, &config, &name, given)
             }
             AgentCmd::Start { spec } => {
+                let config = spec.project.config()?;
                 let (name, given) = spec.given();
-                agent::start(&Store::open()?, &name, given)
+                agent::start(&Store::open()?, &config, &name, given)
             }
             AgentCmd::Serve => {
                 let spec = crate::runner::start::read_spec_from_stdin()?;
                 crate::runner::run(&Store::open()?, &spec, true)?;
                 Ok(Exit::Ok)
             }
-            AgentCmd::Stop { name } => agent::stop(&Store::open()?, &name),
+            AgentCmd::Stop { name, project } => {
+                agent::stop(&Store::open()?, &project.config()?, &name)
+            }
             AgentCmd::List => agent::list(&Store::open()?),
-            AgentCmd::Reset { name } => agent::reset(&Store::open()?, &name),
+            AgentCmd::Reset { name, project } => {
+                agent::reset(&Store::open()?, &project.config()?, &name)
+            }
+            AgentCmd::Remove { name, project } => {
+                agent::remove(&Store::open()?, &project.config()?, &name)
+            }
         },
     }
 }

@@ -25,6 +25,8 @@ pub fn prompt_region(text: &[u8]) -> &[u8] {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Directive {
     pub agents: Vec<String>,
+    /// An agent was named with a `!` (`@planning!`): the task is urgent (priority 0).
+    pub urgent: bool,
     /// The task: the rest of the directive line and every line after it, blank edges trimmed.
     pub task: Vec<u8>,
 }
@@ -44,17 +46,21 @@ pub fn may_route(prompt: &[u8]) -> bool {
 }
 
 /// The name a token names, if it is `@name` with a valid agent name (a trailing `:` or `,` is
-/// allowed).
-pub fn token_name(token: &[u8]) -> Option<&str> {
+/// allowed), and whether it ends with `!` (urgent).
+pub fn token_name(token: &[u8]) -> Option<(&str, bool)> {
     let name = token.strip_prefix(b"@")?;
     let name = name
         .strip_suffix(b":")
         .or_else(|| name.strip_suffix(b","))
         .unwrap_or(name);
+    let (name, urgent) = match name.strip_suffix(b"!") {
+        Some(n) => (n, true),
+        None => (name, false),
+    };
     let name = std::str::from_utf8(name).ok()?;
     crate::protocol::agent::validate_name(name)
         .ok()
-        .map(|_| name)
+        .map(|_| (name, urgent))
 }
 
 /// The first whitespace-separated token of `text` (after leading blanks), and what follows it.
@@ -69,7 +75,7 @@ fn first_token(text: &[u8]) -> (&[u8], &[u8]) {
 
 /// The first token of the prompt, when it looks like `@name`: what a directive would name.
 pub fn first_name(prompt: &[u8]) -> Option<&str> {
-    token_name(first_token(body(prompt)).0)
+    token_name(first_token(body(prompt)).0).map(|(n, _)| n)
 }
 
 /// Parses the directive. `None` means pass-through: no leading `@name`, or the first names no
@@ -83,14 +89,16 @@ pub fn parse(prompt: &[u8], is_known: impl Fn(&str) -> bool) -> Option<Directive
         None => (body, &b""[..]),
     };
     let mut agents: Vec<String> = Vec::new();
+    let mut urgent = false;
     let mut remainder = line;
     loop {
         let (token, after) = first_token(remainder);
-        match token_name(token).filter(|n| is_known(n)) {
-            Some(name) => {
+        match token_name(token).filter(|(n, _)| is_known(n)) {
+            Some((name, bang)) => {
                 if !agents.iter().any(|a| a == name) {
                     agents.push(name.to_string());
                 }
+                urgent |= bang;
                 remainder = after;
             }
             None => break,
@@ -106,6 +114,7 @@ pub fn parse(prompt: &[u8], is_known: impl Fn(&str) -> bool) -> Option<Directive
     }
     Some(Directive {
         agents,
+        urgent,
         task: task.trim_ascii().to_vec(),
     })
 }
@@ -138,6 +147,13 @@ mod tests {
         assert_eq!(parse(b"@nosuch hello", known), None);
         assert_eq!(parse(b"hello @rev", known), None);
         assert_eq!(parse(b"", known), None);
+    }
+
+    #[test]
+    fn a_bang_makes_the_task_urgent() {
+        let d = parse(b"@rev! now", known).unwrap();
+        assert_eq!((d.agents[0].as_str(), d.urgent), ("rev", true));
+        assert!(!parse(b"@rev later", known).unwrap().urgent);
     }
 
     #[test]

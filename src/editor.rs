@@ -19,9 +19,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::coordinator::{self, Caller, Plan};
+use crate::config::Config;
+use crate::coordinator::{self, resolve, Caller, Plan};
 use crate::directive;
-use crate::error::{usage, Error};
+use crate::error::usage;
 use crate::exit::{self, Exit};
 use crate::poll::Poll;
 use crate::protocol::{State, Store, TaskEnd};
@@ -58,23 +59,21 @@ pub fn run(args: EditArgs) -> anyhow::Result<Exit> {
         return passthrough(&args.passthrough);
     };
     let prompt = directive::prompt_region(&original);
-    let (store, agents, task) = match &args.agent {
-        Some(name) => (
-            Store::open()?,
-            vec![name.clone()],
-            prompt.trim_ascii().to_vec(),
-        ),
+    if args.agent.is_none() && !directive::may_route(prompt) {
+        return passthrough(&args.passthrough);
+    }
+    // Claude Code runs its editor in the project's folder: the same agents as `baton ask`.
+    let config = crate::commands::load_config(None)?;
+    let store = Store::open()?;
+    let (agents, task, urgent) = match &args.agent {
+        Some(name) => (vec![name.clone()], prompt.trim_ascii().to_vec(), false),
         None => {
-            if !directive::may_route(prompt) {
-                return passthrough(&args.passthrough);
-            }
-            let store = Store::open()?;
-            let known = |n: &str| store.agent(n).ok().flatten().is_some();
+            let known = |n: &str| resolve::is_known(&store, &config, n);
             let Some(d) = directive::parse(prompt, known) else {
-                refuse_a_typo(&store, prompt)?;
+                refuse_a_typo(&store, &config, prompt)?;
                 return passthrough(&args.passthrough);
             };
-            (store, d.agents, d.task)
+            (d.agents, d.task, d.urgent)
         }
     };
     if task.trim_ascii().is_empty() {
@@ -87,13 +86,13 @@ pub fn run(args: EditArgs) -> anyhow::Result<Exit> {
     let plan = Plan {
         agents,
         prompt: task,
-        priority: 5,
+        priority: urgent.then_some(0),
         timeout: args.timeout,
         queue: false,
         wait: true,
         offer_queue: false,
     };
-    delegate(&store, &plan, &args)
+    delegate(&store, &config, &plan, &args)
 }
 
 /// The file's bytes; `None` if it does not exist. Refuses what is not a regular file (a FIFO, a
@@ -131,11 +130,12 @@ fn read_prompt_file(file: &Path) -> anyhow::Result<Option<Vec<u8>>> {
 
 /// `@plannign` one typo away from a known agent is a mistake, not a file mention: refuse it
 /// (the prompt stays as it is) rather than open the editor without a word.
-fn refuse_a_typo(store: &Store, prompt: &[u8]) -> anyhow::Result<()> {
+fn refuse_a_typo(store: &Store, config: &Config, prompt: &[u8]) -> anyhow::Result<()> {
     let Some(name) = directive::first_name(prompt) else {
         return Ok(());
     };
-    let agents = store.agent_names().unwrap_or_default();
+    let mut agents = store.agent_names().unwrap_or_default();
+    agents.extend(config.effective().iter().map(|d| d.name.clone()));
     match crate::suggest::closest(name, agents.iter().map(String::as_str)) {
         Some(near) => Err(usage(format!(
             "unknown agent @{name}: did you mean @{near}? The prompt is unchanged"
@@ -173,10 +173,10 @@ impl Failed {
 }
 
 /// Delegates, waits and writes the answer; on a terminal, offers retry / edit / back on failure.
-fn delegate(store: &Store, plan: &Plan, args: &EditArgs) -> anyhow::Result<Exit> {
+fn delegate(store: &Store, config: &Config, plan: &Plan, args: &EditArgs) -> anyhow::Result<Exit> {
     let mut caller = Caller::new(true)?;
     loop {
-        let failed = match coordinator::delegate(store, plan, &mut caller) {
+        let failed = match coordinator::delegate(store, config, plan, &mut caller) {
             Ok(mut ends) => match ends.iter().position(|e| !e.is_ok()) {
                 Some(i) => Failed::Ended(ends.swap_remove(i)),
                 None => {
@@ -359,8 +359,8 @@ pub fn real_editor() -> anyhow::Result<Vec<String>> {
     {
         return checked("BATON_EDITOR", &v);
     }
-    if let Some(v) = configured_editor()? {
-        return checked("the editor in config.json", &v);
+    if let Some(setting) = crate::commands::load_config(None)?.editor {
+        return checked(&format!("`editor` ({})", setting.origin), &setting.value);
     }
     for candidate in ["nvim", "vim", "vi", "nano"] {
         if let Ok(path) = which::which(candidate) {
@@ -372,18 +372,4 @@ pub fn real_editor() -> anyhow::Result<Vec<String>> {
     Err(usage(
         "no editor found: set BATON_EDITOR to your editor, e.g. BATON_EDITOR=vim",
     ))
-}
-
-/// `editor` from `$BATON_HOME/config.json`, if that file exists.
-fn configured_editor() -> anyhow::Result<Option<String>> {
-    #[derive(serde::Deserialize)]
-    struct Config {
-        editor: Option<String>,
-    }
-    let Ok(root) = crate::protocol::store::default_root() else {
-        return Ok(None);
-    };
-    let config: Option<Config> = crate::protocol::read_json(&root.join("config.json"))
-        .map_err(|e| Error::Usage(format!("bad config: {e}")))?;
-    Ok(config.and_then(|c| c.editor))
 }

@@ -45,10 +45,15 @@ pub enum Error {
     /// Bad usage or bad input: the message says what and how to fix it.
     #[error("{0}")]
     Usage(String),
-    #[error(
-        "unknown agent {name:?}; live agents: {live}. Start one with `baton agent start {name}`"
-    )]
-    UnknownAgent { name: String, live: String },
+    #[error("unknown agent {name:?}{near}; {declared}live agents: {live}. Declare it in .baton.toml, or start one with `baton agent start {name}`")]
+    UnknownAgent {
+        name: String,
+        /// " (did you mean …?)", or nothing.
+        near: String,
+        /// "declared: …; ", or nothing.
+        declared: String,
+        live: String,
+    },
     /// The agent has no live runner (and the caller did not ask to queue).
     #[error("agent {agent} is not running: {hint}")]
     NotRunning { agent: String, hint: String },

@@ -43,7 +43,7 @@ pub fn run(kind: &str) -> anyhow::Result<Exit> {
     };
     let Some(agent) = std::env::var("BATON_AGENT")
         .ok()
-        .filter(|a| crate::protocol::agent::validate_name(a).is_ok())
+        .filter(|a| crate::protocol::agent::validate_id(a).is_ok())
     else {
         return Ok(Exit::Ok); // not inside an agent baton started
     };

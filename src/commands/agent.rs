@@ -6,6 +6,8 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::config::{Config, Decl};
+use crate::coordinator::team;
 use crate::driver::tmux::Place;
 use crate::error::{usage, Error};
 use crate::exit::Exit;
@@ -16,35 +18,73 @@ use crate::runner;
 /// How long `agent stop` waits after SIGTERM before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Runs agent `name`'s runner in the foreground, from `given` or its recorded spec.
-pub fn run(store: &Store, name: &str, given: Option<Spec>) -> anyhow::Result<Exit> {
-    let spec = spec_to_start(store, name, given)?;
+/// What a name given to an agent command stands for: its id in the state folder, and its
+/// declaration (with the spec that starts it) if the config declares it.
+pub struct Named {
+    pub id: String,
+    pub declared: Option<(Decl, Spec)>,
+}
+
+/// Resolves `name` as the agent commands do: a declared agent, a member of a declared pool
+/// (`coding-2`), else the agent of that id. A declared pool is not an agent.
+pub fn named(config: &Config, name: &str) -> anyhow::Result<Named> {
+    if let Some(decl) = config.decl(name) {
+        if decl.is_pool() {
+            return Err(usage(format!(
+                "{name} is a pool ({}): name a member, e.g. {name}-1, or use `baton up`",
+                decl.origin
+            )));
+        }
+        return Ok(Named {
+            id: decl.agent_id(None),
+            declared: Some((decl.clone(), team::spec_of(decl, None, config))),
+        });
+    }
+    if let Some((decl, n)) = config.pool_member(name) {
+        return Ok(Named {
+            id: decl.agent_id(Some(n)),
+            declared: Some((decl.clone(), team::spec_of(decl, Some(n), config))),
+        });
+    }
+    crate::protocol::agent::validate_id(name)?;
+    Ok(Named {
+        id: name.to_string(),
+        declared: None,
+    })
+}
+
+/// Runs agent `name`'s runner in the foreground (see `start` for which spec).
+pub fn run(store: &Store, config: &Config, name: &str, given: Option<Spec>) -> anyhow::Result<Exit> {
+    let named = named(config, name)?;
+    let spec = spec_to_start(store, &named, given)?;
     runner::run(store, &spec, false)?;
     Ok(Exit::Ok)
 }
 
-/// The spec to start agent `name` from: `given` (which replaces what was recorded, and says
-/// so), else the spec recorded the last time it ran, else a new shell agent. A restart never
-/// turns an agent into another kind.
-fn spec_to_start(store: &Store, name: &str, given: Option<Spec>) -> anyhow::Result<Spec> {
-    let recorded = match store.agent(name)? {
+/// The spec to start an agent from: `given` (which replaces what was recorded, and says so),
+/// else its declaration, else the spec recorded the last time it ran, else a new shell agent. A
+/// restart never turns an agent into another kind.
+fn spec_to_start(store: &Store, named: &Named, given: Option<Spec>) -> anyhow::Result<Spec> {
+    let recorded = match store.agent(&named.id)? {
         Some(paths) => paths.read_spec()?,
         None => None,
     };
-    Ok(match (given, recorded) {
-        (None, Some(recorded)) => recorded,
-        (None, None) => Spec::new(name, crate::protocol::DriverKind::Shell),
-        (Some(given), Some(recorded)) => {
-            if !same_kind(&given, &recorded) {
+    let id = &named.id;
+    Ok(match (given, &named.declared, recorded) {
+        (Some(mut given), _, recorded) => {
+            given.name = id.clone();
+            if let Some(recorded) = recorded.filter(|r| !same_kind(&given, r)) {
                 eprintln!(
-                    "baton: agent {name}: replacing its recorded spec ({}) with the one given ({})",
+                    "baton: agent {id}: replacing its recorded spec ({}) with the one given ({})",
                     describe(&recorded),
                     describe(&given)
                 );
             }
             given
         }
-        (Some(given), None) => given,
+        (None, Some((_, spec)), _) => spec.clone(),
+        (None, None, Some(recorded)) => recorded,
+        (None, None, None) => Spec::new(id, crate::protocol::DriverKind::Shell),
     })
 }
 
@@ -69,11 +109,30 @@ pub fn describe(spec: &Spec) -> String {
     }
 }
 
-/// Starts agent `name`'s runner detached, from `given` or its recorded spec, and returns once it
-/// holds its lock.
-pub fn start(store: &Store, name: &str, given: Option<Spec>) -> anyhow::Result<Exit> {
-    let spec = spec_to_start(store, name, given)?;
-    let started = runner::start_runner(store, &spec)?;
+/// Starts agent `name`'s runner detached (see `spec_to_start` for which spec), and returns once
+/// it holds its lock.
+pub fn start(store: &Store, config: &Config, name: &str, given: Option<Spec>) -> anyhow::Result<Exit> {
+    let named = named(config, name)?;
+    let spec = spec_to_start(store, &named, given)?;
+    let started = match (&named.declared, &spec) {
+        // A declared agent starts as it would on demand (its worktree, one starter at a time).
+        (Some((decl, declared)), spec) if declared == spec => {
+            if let Some(paths) = store.agent(&spec.name)? {
+                if lock::runner_alive(&paths.lock) {
+                    let pid = lock::holder_pid(&paths.lock)
+                        .map_or_else(|| "unknown".into(), |p| p.to_string());
+                    return Err(usage(format!("agent {} is already running, pid {pid}", spec.name)));
+                }
+            }
+            team::ensure_running(store, decl, spec)?;
+            let paths = store.agent_paths(&spec.name)?;
+            runner::start::Started {
+                pid: lock::holder_pid(&paths.lock).unwrap_or_default(),
+                log: paths.log,
+            }
+        }
+        _ => runner::start_runner(store, &spec)?,
+    };
     println!(
         "agent {} started (pid {}, {}); log: {}",
         spec.name,
@@ -84,19 +143,19 @@ pub fn start(store: &Store, name: &str, given: Option<Spec>) -> anyhow::Result<E
     Ok(Exit::Ok)
 }
 
-/// The paths of a known agent, or a usage error naming it.
-fn known(store: &Store, name: &str) -> anyhow::Result<AgentPaths> {
+/// The paths of a known agent (by the name a person gives it), or a usage error naming it.
+fn known(store: &Store, config: &Config, name: &str) -> anyhow::Result<AgentPaths> {
     store
-        .agent(name)?
-        .ok_or_else(|| usage(format!("unknown agent {name:?}")))
+        .agent(&named(config, name)?.id)?
+        .ok_or_else(|| usage(format!("unknown agent {name:?}: it has never run")))
 }
 
 fn running_pid(paths: &AgentPaths) -> Option<u32> {
     lock::holder_pid(&paths.lock).or_else(|| paths.read_status().ok().flatten().map(|s| s.pid))
 }
 
-pub fn stop(store: &Store, name: &str) -> anyhow::Result<Exit> {
-    let paths = known(store, name)?;
+pub fn stop(store: &Store, config: &Config, name: &str) -> anyhow::Result<Exit> {
+    let paths = known(store, config, name)?;
     if !lock::is_alive(&paths.lock) {
         // What a runner that died left behind is ended all the same (not a tmux window).
         let tmux = paths
@@ -160,8 +219,8 @@ pub fn list(store: &Store) -> anyhow::Result<Exit> {
 
 /// Starts a fresh session for an agent that keeps one (the claude driver): through the runner if
 /// it lives, else by recording a new session id for its next start.
-pub fn reset(store: &Store, name: &str) -> anyhow::Result<Exit> {
-    let paths = known(store, name)?;
+pub fn reset(store: &Store, config: &Config, name: &str) -> anyhow::Result<Exit> {
+    let paths = known(store, config, name)?;
     if lock::is_alive(&paths.lock) {
         return match control::call(&paths.sock, &Request::Reset) {
             Ok(Reply::Reset { summary }) => {
@@ -189,8 +248,8 @@ pub fn reset(store: &Store, name: &str) -> anyhow::Result<Exit> {
 }
 
 /// Switches this terminal's tmux client to the agent's window (or attaches to it).
-pub fn attach(store: &Store, name: &str) -> anyhow::Result<Exit> {
-    let paths = known(store, name)?;
+pub fn attach(store: &Store, config: &Config, name: &str) -> anyhow::Result<Exit> {
+    let paths = known(store, config, name)?;
     let place: Place = crate::protocol::read_json(&paths.tmux)?.ok_or_else(|| {
         usage(format!(
             "agent {name} has no tmux window (only --driver tmux agents have one)"
@@ -205,4 +264,41 @@ pub fn attach(store: &Store, name: &str) -> anyhow::Result<Exit> {
     }
     let err = crate::driver::tmux::attach_command(&place).exec();
     Err(Error::Unreachable(format!("running tmux: {err}")).into())
+}
+
+/// Removes a stopped agent: its folder (state and history) and its git worktree, which must be
+/// clean (what is uncommitted is listed, and nothing is removed).
+pub fn remove(store: &Store, config: &Config, name: &str) -> anyhow::Result<Exit> {
+    let paths = known(store, config, name)?;
+    if lock::is_alive(&paths.lock) {
+        return Err(usage(format!(
+            "agent {name} is running: stop it first (`baton agent stop {name}`)"
+        )));
+    }
+    let worktree = store.worktrees_dir().join(paths.name());
+    if worktree.join(".git").exists() {
+        let dirty = team::git(&worktree, &["status", "--porcelain"]).map_err(|e| {
+            usage(format!("checking the worktree {}: {e}", worktree.display()))
+        })?;
+        if !dirty.is_empty() {
+            return Err(usage(format!(
+                "agent {name}'s worktree {} has uncommitted changes; commit or discard them, then remove it:\n{dirty}",
+                worktree.display()
+            )));
+        }
+        let common = team::git(&worktree, &["rev-parse", "--path-format=absolute", "--git-common-dir"])
+            .map_err(|e| usage(format!("finding the repository of {}: {e}", worktree.display())))?;
+        let repo = std::path::Path::new(&common)
+            .parent()
+            .unwrap_or(std::path::Path::new("/"))
+            .to_path_buf();
+        let target = worktree.to_string_lossy().into_owned();
+        team::git(&repo, &["worktree", "remove", &target])
+            .map_err(|e| usage(format!("removing the worktree {target}: {e}")))?;
+        println!("removed the worktree {target} (its branch is kept)");
+    }
+    std::fs::remove_dir_all(&paths.dir)
+        .map_err(|e| crate::error::StoreError::io("removing", &paths.dir, e))?;
+    println!("removed agent {name}");
+    Ok(Exit::Ok)
 }

@@ -1,6 +1,7 @@
 //! `baton ask` (delegate, wait, print) and `baton send` (delegate, print the task ids).
 
 use std::io::Read;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{print_ends, Format};
@@ -15,7 +16,8 @@ pub struct AskArgs {
     pub timeout: Option<Duration>,
     pub format: Format,
     pub queue: bool,
-    pub priority: u8,
+    pub priority: Option<u8>,
+    pub project: Option<PathBuf>,
 }
 
 /// The prompt text: the argument, or standard input for `-` (or when none is given).
@@ -45,7 +47,7 @@ pub fn read_prompt(arg: Option<&str>) -> anyhow::Result<Vec<u8>> {
 pub fn split_agents(list: &str) -> anyhow::Result<Vec<String>> {
     let mut names: Vec<String> = Vec::new();
     for n in list.split(',').map(str::trim) {
-        crate::protocol::agent::validate_name(n)?;
+        crate::protocol::agent::validate_id(n)?;
         if !names.iter().any(|x| x == n) {
             names.push(n.to_string());
         }
@@ -66,16 +68,18 @@ fn plan(args: &AskArgs, wait: bool) -> anyhow::Result<Plan> {
 }
 
 pub fn ask(store: &Store, args: AskArgs) -> anyhow::Result<Exit> {
+    let config = super::load_config(args.project.as_deref())?;
     let plan = plan(&args, true)?;
     let mut caller = Caller::new(false)?;
-    let ends = coordinator::delegate(store, &plan, &mut caller)?;
+    let ends = coordinator::delegate(store, &config, &plan, &mut caller)?;
     print_ends(&ends, args.format)
 }
 
 pub fn send(store: &Store, args: AskArgs) -> anyhow::Result<Exit> {
+    let config = super::load_config(args.project.as_deref())?;
     let plan = plan(&args, false)?;
     let mut caller = Caller::new(false)?;
-    for end in coordinator::delegate(store, &plan, &mut caller)? {
+    for end in coordinator::delegate(store, &config, &plan, &mut caller)? {
         if args.format == Format::Json {
             println!("{}", end.to_json());
         } else {

@@ -8,11 +8,27 @@ pub mod demo;
 pub mod install;
 pub mod status;
 pub mod tasks;
+pub mod team;
 
 use std::io::Write;
+use std::path::Path;
 
+use crate::config::Config;
+use crate::error::usage;
 use crate::exit::{self, Exit};
 use crate::protocol::TaskEnd;
+
+/// The config in effect for a command: the project of `project` if given (`--project DIR`),
+/// else of the current folder.
+pub fn load_config(project: Option<&Path>) -> anyhow::Result<Config> {
+    let dir = match project {
+        Some(dir) => std::fs::canonicalize(dir)
+            .map_err(|e| usage(format!("--project {}: {e}", dir.display())))?,
+        None => std::env::current_dir()
+            .map_err(|e| usage(format!("reading the current folder: {e}")))?,
+    };
+    Ok(crate::config::load(&dir)?)
+}
 
 /// How answers are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,18 +12,22 @@
 //! Errors are only what keeps delegation from happening at all (bad input, an agent that is not
 //! running, a failing machine); everything that happens to a delivered task is its `TaskEnd`.
 
+pub mod resolve;
+pub mod team;
 pub mod wait;
 
 use std::time::Duration;
 
+use crate::config::Config;
 use crate::error::Error;
 use crate::protocol::control;
 use crate::protocol::inbox::{self, Delivered, Request, Stopped};
-use crate::protocol::{lock, store, AgentPaths, State, Store, Task, TaskEnd, TaskId, TaskPaths};
+use crate::protocol::{store, AgentPaths, State, Store, Task, TaskEnd, TaskId, TaskPaths};
 use crate::sys::signals::{self, Signals};
 use crate::sys::term::Tty;
 use crate::sys::time;
 use crate::test_hooks::{pause_point, BEFORE_DELIVER, CANCELLING};
+use resolve::Target;
 use wait::{Pending, Stop};
 
 /// What to delegate and how.
@@ -32,9 +36,10 @@ pub struct Plan {
     /// The agents, each gets the same prompt (fan-out).
     pub agents: Vec<String>,
     pub prompt: Vec<u8>,
-    /// 0 (first) to 9 (last).
-    pub priority: u8,
-    /// The task is cancelled (as `timeout`) after this long.
+    /// 0 (first) to 9 (last); else the agent's declared priority, else 5.
+    pub priority: Option<u8>,
+    /// The task is cancelled (as `timeout`) after this long; else after the agent's declared
+    /// timeout, else the config's `default_timeout`, else never.
     pub timeout: Option<Duration>,
     /// Deliver even if an agent has no live runner, and wait for one to start.
     pub queue: bool,
@@ -66,29 +71,46 @@ impl Caller {
     }
 }
 
-/// Delivers `plan`'s prompt to its agents and, if the plan waits, waits for their ends.
-pub fn delegate(store: &Store, plan: &Plan, caller: &mut Caller) -> anyhow::Result<Vec<TaskEnd>> {
-    let agents = resolve(store, &plan.agents)?;
-    if !plan.queue {
-        require_live(&agents, plan.offer_queue)?;
-    }
-    let req = Request {
-        prompt: &plan.prompt,
-        priority: plan.priority,
-        timeout: plan.timeout,
-    };
+/// Delivers `plan`'s prompt to its agents (as `config` names them) and, if the plan waits, waits
+/// for their ends.
+pub fn delegate(
+    store: &Store,
+    config: &Config,
+    plan: &Plan,
+    caller: &mut Caller,
+) -> anyhow::Result<Vec<TaskEnd>> {
+    let targets = resolve::resolve(store, config, &plan.agents)?;
+    resolve::ready(store, &targets, plan.queue, plan.offer_queue)?;
+    let timeouts: Vec<Option<Duration>> = targets
+        .iter()
+        .map(|t| {
+            plan.timeout
+                .or_else(|| t.decl().and_then(|d| d.timeout))
+                .or_else(|| config.default_timeout.as_ref().map(|s| s.value))
+        })
+        .collect();
     pause_point(BEFORE_DELIVER);
-    let delivered = deliver_all(store, &agents, &req)?;
+    let delivered = deliver_all(store, config, plan, &targets, &timeouts)?;
     if !plan.wait {
-        return Ok(delivered.iter().map(detached_at_once).collect());
+        return Ok(delivered.iter().map(|(d, _)| detached_at_once(d)).collect());
     }
     let mut pending: Vec<Pending> = delivered
         .into_iter()
-        .zip(agents)
-        .map(|(d, a)| Pending::new(a, d.task, d.created_ms))
+        .zip(&targets)
+        .map(|((d, paths), t)| {
+            let mut p = Pending::new(paths, d.task, d.created_ms);
+            p.pool = matches!(t, Target::Pool { .. });
+            p
+        })
         .collect();
+    // The caller gives up when every task could have timed out.
+    let timeout = timeouts
+        .iter()
+        .copied()
+        .collect::<Option<Vec<Duration>>>()
+        .and_then(|t| t.into_iter().max());
     let how = How {
-        timeout: plan.timeout,
+        timeout,
         watch_liveness: !plan.queue,
         owned: true,
     };
@@ -148,76 +170,46 @@ pub fn cancel(store: &Store, id: &TaskId, state: State) -> anyhow::Result<Stoppe
     Ok(stop_task(store, &agent, id, state)?)
 }
 
-/// The agents named, each known to the state folder; unknown → exit 2 with the live agents.
-pub fn resolve(store: &Store, names: &[String]) -> anyhow::Result<Vec<AgentPaths>> {
-    let mut agents = Vec::with_capacity(names.len());
-    for name in names {
-        match store.agent(name)? {
-            Some(paths) => agents.push(paths),
-            None => {
-                let live = live_agents(store);
-                return Err(Error::UnknownAgent {
-                    name: name.clone(),
-                    live: if live.is_empty() {
-                        "none".into()
-                    } else {
-                        live.join(", ")
-                    },
-                }
-                .into());
-            }
-        }
-    }
-    Ok(agents)
-}
-
-/// The names of the agents whose runner is alive.
-pub fn live_agents(store: &Store) -> Vec<String> {
-    store
-        .agent_names()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|n| store.agent_paths(n).is_ok_and(|p| lock::is_alive(&p.lock)))
-        .collect()
-}
-
-/// Fails with exit 5 if an agent has no live runner. (A runner that is dying just now counts as
-/// live: the wait follows the task, and finds out.)
-fn require_live(agents: &[AgentPaths], offer_queue: bool) -> anyhow::Result<()> {
-    for a in agents {
-        if !lock::is_alive(&a.lock) {
-            let queue = if offer_queue {
-                " (or pass --queue to leave the task for its next runner)"
-            } else {
-                ""
-            };
-            return Err(Error::NotRunning {
-                agent: a.name().into(),
-                hint: format!("start it with `baton agent start {}`{queue}", a.name()),
-            }
-            .into());
-        }
-    }
-    Ok(())
-}
-
-/// Delivers one request to every agent; if one delivery fails, withdraws the others.
+/// Delivers the prompt to every target (an agent's inbox, or a pool's); if one delivery fails,
+/// withdraws the others. Returns each delivery with the agent folder it went to.
 fn deliver_all(
     store: &Store,
-    agents: &[AgentPaths],
-    req: &Request,
-) -> anyhow::Result<Vec<Delivered>> {
-    let mut delivered: Vec<Delivered> = Vec::with_capacity(agents.len());
-    for a in agents {
-        match inbox::deliver(store, a, req) {
+    config: &Config,
+    plan: &Plan,
+    targets: &[Target],
+    timeouts: &[Option<Duration>],
+) -> anyhow::Result<Vec<(Delivered, AgentPaths)>> {
+    let mut delivered: Vec<(Delivered, AgentPaths)> = Vec::with_capacity(targets.len());
+    for (t, timeout) in targets.iter().zip(timeouts) {
+        let req = Request {
+            prompt: &plan.prompt,
+            priority: plan
+                .priority
+                .or_else(|| t.decl().and_then(|d| d.priority))
+                .unwrap_or(5),
+            timeout: *timeout,
+        };
+        let result = match t {
+            Target::Agent { paths, .. } => inbox::deliver(store, paths, &req)
+                .map(|d| (d, paths.clone()))
+                .map_err(anyhow::Error::new),
+            Target::Pool { decl } => team::deliver_to_pool(store, config, decl, &req)
+                .and_then(|d| Ok((d, store.agent_paths(&decl.agent_id(None))?))),
+        };
+        match result {
             Ok(d) => delivered.push(d),
             Err(e) => {
-                for (d, owner) in delivered.iter().zip(agents) {
+                for (d, owner) in &delivered {
                     let _ = inbox::withdraw_or_cancel(store, owner, &d.task.id, State::Cancelled);
                 }
-                return Err(
-                    anyhow::Error::new(e).context(format!("delivering the task to {}", a.name()))
+                let name = t.decl().map_or_else(
+                    || match t {
+                        Target::Agent { paths, .. } => paths.name().to_string(),
+                        Target::Pool { decl } => decl.name.clone(),
+                    },
+                    |d| d.name.clone(),
                 );
+                return Err(e.context(format!("delivering the task to {name}")));
             }
         }
     }

@@ -42,6 +42,9 @@ pub struct Pending {
     pub reported: Option<TaskEnd>,
     /// Keeps `baton gc` from removing the task while it is waited on.
     _held: Option<nix::fcntl::Flock<std::fs::File>>,
+    /// Delivered to a pool: `agent` is the pool until a member takes the task (and says so in
+    /// the task's `runner`); then it is that member.
+    pub pool: bool,
     dead: Arc<AtomicBool>,
     /// The runner will answer on this connection when the task finishes.
     socket: Option<UnixStream>,
@@ -53,6 +56,7 @@ impl Pending {
     pub fn new(agent: AgentPaths, task: TaskPaths, created_ms: u64) -> Pending {
         Pending {
             _held: task.hold(),
+            pool: false,
             agent,
             task,
             created_ms,
@@ -123,6 +127,7 @@ pub fn wait(
     }
     loop {
         // Check after the watches are in place, so that no arrival is missed.
+        follow_pool_members(store, pending, sigs, opts)?;
         if let Some(stop) = settled(pending, sigs, opts)? {
             return Ok(stop);
         }
@@ -160,6 +165,29 @@ pub fn wait(
             }
         }
     }
+}
+
+/// A pool's task that a member has taken is followed on that member from then on.
+fn follow_pool_members(
+    store: &Store,
+    pending: &mut [Pending],
+    sigs: &Signals,
+    opts: &Options,
+) -> Result<(), StoreError> {
+    for p in pending.iter_mut().filter(|p| p.pool && !p.done) {
+        let Ok(bytes) = store::read_nofollow(&p.task.runner) else {
+            continue;
+        };
+        let id = String::from_utf8_lossy(&bytes).trim().to_string();
+        if let Ok(member) = store.agent_paths(&id) {
+            p.agent = member;
+            p.pool = false;
+            if opts.watch_liveness {
+                rearm(p, sigs)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Why the wait is over, if it is: every task done, a task lost with its runner, a signal, the
@@ -347,7 +375,8 @@ fn fall_back(
     i.watches()
         .add(&p.task.dir, WatchMask::MOVED_TO | WatchMask::CREATE)
         .map_err(|e| inotify_error("watching", &p.task.dir, e))?;
-    if opts.watch_liveness {
+    // A pool has no runner to watch: its member is watched once it has taken the task.
+    if opts.watch_liveness && !p.pool {
         rearm(p, sigs)?;
     }
     Ok(())

@@ -8,6 +8,32 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
 
+/// An agent's id in the state folder: its name, or, for a project's agent, `name.<8 hex>` (the
+/// project's id).
+pub fn validate_id(id: &str) -> Result<(), StoreError> {
+    let bad = || StoreError::BadName { name: id.into() };
+    match id.split_once('.') {
+        None => validate_name(id),
+        Some((name, project)) => {
+            validate_name(name).map_err(|_| bad())?;
+            let hex = project.len() == 8
+                && project
+                    .bytes()
+                    .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+            if hex {
+                Ok(())
+            } else {
+                Err(bad())
+            }
+        }
+    }
+}
+
+/// The name part of an agent id (`planning` of `planning.3f2a1c9b`).
+pub fn name_of(id: &str) -> &str {
+    id.split_once('.').map_or(id, |(name, _)| name)
+}
+
 /// Agent names: `[a-z0-9][a-z0-9_-]{0,31}`.
 pub fn validate_name(name: &str) -> Result<(), StoreError> {
     let b = name.as_bytes();
@@ -36,6 +62,9 @@ pub struct AgentPaths {
     pub inbox_bad: PathBuf,
     /// The runner holds `flock(LOCK_EX)` on it for its whole life.
     pub lock: PathBuf,
+    /// Held by whoever is starting the runner (or, for a pool, choosing its members), so that
+    /// racing callers start one.
+    pub start_lock: PathBuf,
     pub status: PathBuf,
     pub log: PathBuf,
     /// The runner's `Spec`.
@@ -65,6 +94,7 @@ impl AgentPaths {
             inbox_bad: inbox.join("bad"),
             inbox,
             lock: dir.join("lock"),
+            start_lock: dir.join("start.lock"),
             status: dir.join("status.json"),
             log: dir.join("log"),
             spec: dir.join("agent.json"),
@@ -160,6 +190,18 @@ pub struct Spec {
     /// The tmux session that holds the agent's window (the tmux driver).
     #[serde(default = "default_tmux_session")]
     pub tmux_session: String,
+    /// The project the agent belongs to (the folder of its `.baton.toml`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<PathBuf>,
+    /// The pool it is a member of (the pool's id): it also takes tasks from the pool's inbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// At most this many tasks run at once across the state folder (`max_concurrent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
+    /// The git branch of the agent's own worktree, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
 }
 
 impl Spec {
@@ -174,6 +216,10 @@ impl Spec {
             pass_env: Vec::new(),
             claude: None,
             tmux_session: default_tmux_session(),
+            project: None,
+            pool: None,
+            max_concurrent: None,
+            branch: None,
         }
     }
 }

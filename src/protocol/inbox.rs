@@ -227,8 +227,14 @@ pub fn next(agent: &AgentPaths) -> Result<Option<Entry>> {
 
 /// Claims `entry` for the runner (new/ → cur/). `Ok(false)` if it is gone (withdrawn).
 pub fn claim(agent: &AgentPaths, entry: &Entry) -> Result<bool> {
-    let cur = agent.inbox_cur.join(&entry.name);
-    match fs::rename(agent.inbox_new.join(&entry.name), &cur) {
+    claim_from(agent, agent, entry)
+}
+
+/// Claims `entry` of `from`'s inbox (a pool's) into `to`'s `cur/`: the member that wins the
+/// rename runs it. `Ok(false)` if it is gone (withdrawn, or another member took it).
+pub fn claim_from(from: &AgentPaths, to: &AgentPaths, entry: &Entry) -> Result<bool> {
+    let cur = to.inbox_cur.join(&entry.name);
+    match fs::rename(from.inbox_new.join(&entry.name), &cur) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(StoreError::io("claiming", cur, e)),

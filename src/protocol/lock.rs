@@ -29,6 +29,13 @@ pub type Held = Flock<File>;
 
 /// Takes the agent's lock for the life of the runner. `Ok(None)` if another runner holds it.
 pub fn hold(path: &Path) -> Result<Option<Held>> {
+    // A probe holds it for microseconds; a runner holds it for good.
+    take(path, PROBE_GRACE)
+}
+
+/// Takes an exclusive lock on `path` (created if missing), waiting at most `wait` for whoever
+/// holds it. `Ok(None)` if it is still held then.
+pub fn take(path: &Path, wait: Duration) -> Result<Option<Held>> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -41,8 +48,8 @@ pub fn hold(path: &Path) -> Result<Option<Held>> {
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(held) => Ok(Some(held)),
         Err((file, Errno::EWOULDBLOCK)) => {
-            // A probe holds it for microseconds; a runner holds it for good. Wait, boundedly,
-            // in a thread (flock has no timeout); if the wait runs out the thread dies with us.
+            // Wait, boundedly, in a thread (flock has no timeout). If the wait runs out, a lock
+            // the thread takes later is dropped (released) when it cannot hand it over.
             let (tx, rx) = mpsc::channel();
             std::thread::Builder::new()
                 .stack_size(64 * 1024)
@@ -50,7 +57,7 @@ pub fn hold(path: &Path) -> Result<Option<Held>> {
                     let _ = tx.send(Flock::lock(file, FlockArg::LockExclusive));
                 })
                 .during("starting a thread to take the lock", path)?;
-            match rx.recv_timeout(PROBE_GRACE) {
+            match rx.recv_timeout(wait) {
                 Ok(Ok(held)) => Ok(Some(held)),
                 Ok(Err((_, e))) => Err(StoreError::io("locking", path, e.into())),
                 Err(_) => Ok(None),

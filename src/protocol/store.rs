@@ -98,14 +98,30 @@ impl Store {
         self.root.join("tasks")
     }
 
+    /// The global limit's slots: `slots/<n>`, each flocked by the runner whose task holds it.
+    pub fn slots_dir(&self) -> PathBuf {
+        self.root.join("slots")
+    }
+
+    /// The tasks waiting for a slot: `queue/<priority>-<task id>`, each flocked by its runner.
+    pub fn queue_dir(&self) -> PathBuf {
+        self.root.join("queue")
+    }
+
+    /// Agents' own git worktrees: `worktrees/<agent id>`.
+    pub fn worktrees_dir(&self) -> PathBuf {
+        self.root.join("worktrees")
+    }
+
     /// The paths of task `id` (nothing is created or checked).
     pub fn task(&self, id: &TaskId) -> TaskPaths {
         TaskPaths::new(&self.tasks_dir(), id)
     }
 
-    /// The paths of agent `name` (validated; nothing is created or checked).
+    /// The paths of agent `name` (an id: a name, or a project's `name.<id>`; validated; nothing is
+    /// created or checked).
     pub fn agent_paths(&self, name: &str) -> Result<AgentPaths> {
-        super::agent::validate_name(name)?;
+        super::agent::validate_id(name)?;
         Ok(AgentPaths::new(self.agents_dir().join(name)))
     }
 
@@ -138,7 +154,7 @@ impl Store {
             .during("listing", &dir)?
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-            .filter(|n| super::agent::validate_name(n).is_ok())
+            .filter(|n| super::agent::validate_id(n).is_ok())
             .collect();
         names.sort();
         Ok(names)

@@ -87,6 +87,7 @@ pub const OUTPUT: &str = "output";
 pub const RESULT: &str = "result";
 pub const DONE_JSON: &str = "done.json";
 pub const CANCEL: &str = "cancel";
+pub const RUNNER: &str = "runner";
 
 /// The files of one task folder, `tasks/<id>/`.
 #[derive(Clone, Debug)]
@@ -105,6 +106,8 @@ pub struct TaskPaths {
     pub done: PathBuf,
     /// A caller's request to stop the task ("cancelled" or "timeout").
     pub cancel: PathBuf,
+    /// The id of the agent whose runner took the task from a pool's inbox.
+    pub runner: PathBuf,
 }
 
 impl TaskPaths {
@@ -118,6 +121,7 @@ impl TaskPaths {
             result: dir.join(RESULT),
             done: dir.join(DONE_JSON),
             cancel: dir.join(CANCEL),
+            runner: dir.join(RUNNER),
             dir,
         }
     }

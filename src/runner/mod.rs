@@ -19,6 +19,7 @@ use std::os::fd::AsFd;
 
 mod control_socket;
 mod setup;
+pub mod slots;
 pub mod start;
 mod tasks;
 
@@ -62,6 +63,10 @@ struct Runner<'a> {
     pending_ends: Vec<(inbox::Entry, TaskEnd)>,
     /// What keeps the runner from serving now, as last logged.
     trouble: Option<String>,
+    /// The pool this agent is a member of: it also takes tasks from the pool's inbox.
+    pool: Option<AgentPaths>,
+    /// The global limit on tasks running at once (`max_concurrent`), if one is set.
+    max_concurrent: Option<u32>,
 }
 
 /// Runs the agent in the foreground until a stop signal. With `notify_ready`, `ready PID` is
@@ -134,9 +139,17 @@ impl<'a> Runner<'a> {
             reap_leftovers(store, &paths, &log);
         }
         let driver = setup::make_driver(store, &spec, &paths, setup, &session)?;
+        let pool = match &spec.pool {
+            Some(id) => Some(store.ensure_agent(id)?),
+            None => None,
+        };
         let inotify =
             Inotify::init().map_err(|e| inotify_error("watching", &paths.inbox_new, e))?;
-        for dir in std::iter::once(paths.inbox_new.as_path()).chain(driver.watch_dir()) {
+        let pool_inbox = pool.as_ref().map(|p| p.inbox_new.as_path());
+        for dir in std::iter::once(paths.inbox_new.as_path())
+            .chain(pool_inbox)
+            .chain(driver.watch_dir())
+        {
             inotify
                 .watches()
                 .add(dir, WatchMask::MOVED_TO | WatchMask::CREATE)
@@ -171,6 +184,8 @@ impl<'a> Runner<'a> {
             watchers: Vec::new(),
             pending_ends: Vec::new(),
             trouble: None,
+            pool,
+            max_concurrent: spec.max_concurrent,
         })
     }
 }

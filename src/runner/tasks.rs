@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use inotify::WatchMask;
 use nix::libc;
 
+use super::slots::Waited;
 use super::Runner;
 use crate::coordinator::wait::{drain_inotify, inotify_error};
 use crate::driver::TaskCtx;
@@ -34,18 +35,13 @@ impl Runner<'_> {
             self.sync_idle_status();
             // While a person, or a dialog, has the agent, tasks wait in the inbox.
             let next = match self.driver.busy() {
-                None => inbox::next(&self.paths).and_then(|e| match e {
-                    Some(entry) => {
-                        inbox::claim(&self.paths, &entry).map(|won| won.then_some(entry))
-                    }
-                    None => Ok(None),
-                }),
+                None => self.claim_next(),
                 Some(_) => Ok(None),
             };
             match next {
-                Ok(Some(entry)) => {
+                Ok(Some((entry, from_pool))) => {
                     self.trouble = None;
-                    self.run_task(&entry);
+                    self.run_task(&entry, from_pool);
                     continue;
                 }
                 Ok(None) => {}
@@ -62,6 +58,24 @@ impl Runner<'_> {
         }
     }
 
+    /// Claims the next task: the agent's own first, then its pool's (the member that wins the
+    /// rename runs it). Returns the entry, and whether it came from the pool.
+    fn claim_next(&self) -> Result<Option<(Entry, bool)>, StoreError> {
+        if let Some(entry) = inbox::next(&self.paths)? {
+            return Ok(inbox::claim(&self.paths, &entry)?.then_some((entry, false)));
+        }
+        let Some(pool) = &self.pool else {
+            return Ok(None);
+        };
+        // Another member may win an entry; the next one is tried then.
+        while let Some(entry) = inbox::next(pool)? {
+            if inbox::claim_from(pool, &self.paths, &entry)? {
+                return Ok(Some((entry, true)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Logs a problem that keeps the runner from serving, once until it changes or clears.
     fn in_trouble(&mut self, why: &str) {
         if self.trouble.as_deref() != Some(why) {
@@ -73,7 +87,7 @@ impl Runner<'_> {
     /// Sleeps until a signal, an inotify event, a control request, input from the driver (with
     /// `driver`) or `deadline`; then takes the signals and events and answers the control
     /// requests.
-    fn sleep(&mut self, driver: bool, deadline: Option<Instant>) -> std::io::Result<()> {
+    pub(super) fn sleep(&mut self, driver: bool, deadline: Option<Instant>) -> std::io::Result<()> {
         let watchers_ready: Vec<bool> = {
             let mut poll = Poll::new();
             poll.add(self.sigs.fd());
@@ -106,7 +120,7 @@ impl Runner<'_> {
     /// Runs one claimed task to its end and writes `result` and `done.json`. Nothing that goes
     /// wrong here stops the runner: an entry it cannot serve is quarantined, an end it cannot
     /// record is kept and recorded later (its waiters are told it at once).
-    fn run_task(&mut self, entry: &Entry) {
+    fn run_task(&mut self, entry: &Entry, from_pool: bool) {
         let task = self.store.task(&entry.id);
         crate::test_hooks::pause_point(crate::test_hooks::AFTER_CLAIM);
         // A task folder that is missing or not what the protocol says (a planted link, someone
@@ -114,6 +128,10 @@ impl Runner<'_> {
         if let Err(e) = store::check_dir(&task.dir) {
             self.quarantine(&self.paths.inbox_cur.clone(), entry, &e.to_string());
             return;
+        }
+        if from_pool {
+            // Its caller waits on the pool: it follows the task to this member from here.
+            let _ = store::write_atomic(&task.runner, self.paths.name().as_bytes());
         }
         let end = match self.run_claimed(&task) {
             Ok(end) => end,
@@ -155,7 +173,13 @@ impl Runner<'_> {
                     created_ms: Some(envelope.created_ms),
                     ..TaskEnd::new(&task.id, &name, state).with_error("cancelled before it started")
                 },
-                None => self.execute(&envelope, task)?,
+                None => match self.take_slot(&envelope, task)? {
+                    Waited::Go(_slot) => self.execute(&envelope, task)?,
+                    Waited::Ended(state, why) => TaskEnd {
+                        created_ms: Some(envelope.created_ms),
+                        ..TaskEnd::new(&task.id, &name, state).with_error(why)
+                    },
+                },
             }),
         })
     }
