@@ -281,7 +281,8 @@ pub fn format_answers(ends: &[TaskEnd], headed: bool) -> Vec<u8> {
             out.extend_from_slice(b"\n");
         }
         if headed || ends.len() > 1 {
-            out.extend_from_slice(format!("@{} replied:\n", end.agent).as_bytes());
+            let name = crate::protocol::agent::name_of(&end.agent);
+            out.extend_from_slice(format!("@{name} replied:\n").as_bytes());
         }
         out.extend_from_slice(end.answer.trim_ascii_end());
         out.push(b'\n');

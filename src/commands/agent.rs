@@ -54,7 +54,12 @@ pub fn named(config: &Config, name: &str) -> anyhow::Result<Named> {
 }
 
 /// Runs agent `name`'s runner in the foreground (see `start` for which spec).
-pub fn run(store: &Store, config: &Config, name: &str, given: Option<Spec>) -> anyhow::Result<Exit> {
+pub fn run(
+    store: &Store,
+    config: &Config,
+    name: &str,
+    given: Option<Spec>,
+) -> anyhow::Result<Exit> {
     let named = named(config, name)?;
     let spec = spec_to_start(store, &named, given)?;
     runner::run(store, &spec, false)?;
@@ -111,7 +116,12 @@ pub fn describe(spec: &Spec) -> String {
 
 /// Starts agent `name`'s runner detached (see `spec_to_start` for which spec), and returns once
 /// it holds its lock.
-pub fn start(store: &Store, config: &Config, name: &str, given: Option<Spec>) -> anyhow::Result<Exit> {
+pub fn start(
+    store: &Store,
+    config: &Config,
+    name: &str,
+    given: Option<Spec>,
+) -> anyhow::Result<Exit> {
     let named = named(config, name)?;
     let spec = spec_to_start(store, &named, given)?;
     let started = match (&named.declared, &spec) {
@@ -121,7 +131,10 @@ pub fn start(store: &Store, config: &Config, name: &str, given: Option<Spec>) ->
                 if lock::runner_alive(&paths.lock) {
                     let pid = lock::holder_pid(&paths.lock)
                         .map_or_else(|| "unknown".into(), |p| p.to_string());
-                    return Err(usage(format!("agent {} is already running, pid {pid}", spec.name)));
+                    return Err(usage(format!(
+                        "agent {} is already running, pid {pid}",
+                        spec.name
+                    )));
                 }
             }
             team::ensure_running(store, decl, spec)?;
@@ -277,17 +290,24 @@ pub fn remove(store: &Store, config: &Config, name: &str) -> anyhow::Result<Exit
     }
     let worktree = store.worktrees_dir().join(paths.name());
     if worktree.join(".git").exists() {
-        let dirty = team::git(&worktree, &["status", "--porcelain"]).map_err(|e| {
-            usage(format!("checking the worktree {}: {e}", worktree.display()))
-        })?;
+        let dirty = team::git(&worktree, &["status", "--porcelain"])
+            .map_err(|e| usage(format!("checking the worktree {}: {e}", worktree.display())))?;
         if !dirty.is_empty() {
             return Err(usage(format!(
                 "agent {name}'s worktree {} has uncommitted changes; commit or discard them, then remove it:\n{dirty}",
                 worktree.display()
             )));
         }
-        let common = team::git(&worktree, &["rev-parse", "--path-format=absolute", "--git-common-dir"])
-            .map_err(|e| usage(format!("finding the repository of {}: {e}", worktree.display())))?;
+        let common = team::git(
+            &worktree,
+            &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+        )
+        .map_err(|e| {
+            usage(format!(
+                "finding the repository of {}: {e}",
+                worktree.display()
+            ))
+        })?;
         let repo = std::path::Path::new(&common)
             .parent()
             .unwrap_or(std::path::Path::new("/"))

@@ -68,7 +68,8 @@ pub fn print_ends(ends: &[TaskEnd], format: Format) -> anyhow::Result<Exit> {
             continue;
         }
         if ends.len() > 1 && format == Format::Text {
-            write(&mut out, format!("==> {} <==\n", end.agent).as_bytes())?;
+            let name = crate::protocol::agent::name_of(&end.agent);
+            write(&mut out, format!("==> {name} <==\n").as_bytes())?;
         }
         write(&mut out, &end.answer)?;
         if format == Format::Text && !end.answer.ends_with(b"\n") && !end.answer.is_empty() {
@@ -87,7 +88,7 @@ pub fn print_ends(ends: &[TaskEnd], format: Format) -> anyhow::Result<Exit> {
 pub fn describe(end: &TaskEnd) -> String {
     format!(
         "agent {} (task {}): {}{}",
-        end.agent,
+        crate::protocol::agent::name_of(&end.agent),
         end.task_id,
         end.state.as_str(),
         end.error

@@ -45,7 +45,7 @@ fn row(paths: &AgentPaths) -> Row {
         (Some(s), false) if matches!(s.status, AgentState::Working | AgentState::Blocked) => {
             "dead (its runner died while working)".into()
         }
-        (None, false) if spec.is_none() => "pool".into(),
+        (None, false) if paths.is_pool() => "pool".into(),
         (_, false) => "stopped".into(),
     };
     let s = status.as_ref();
@@ -226,10 +226,16 @@ pub fn table(rows: &[Row], queue: &[Waiting]) -> String {
             "  {:<24} {:<10} {:>8} {:<6} {:>6} {:>6}  CURRENT",
             "AGENT", "STATE", "PID", "DRIVER", "QUEUED", "DONE"
         );
-        let group: Vec<&Row> = rows.iter().filter(|r| r.project.as_ref() == project).collect();
+        let group: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.project.as_ref() == project)
+            .collect();
         for r in group.iter().filter(|r| r.pool.is_none()) {
             line(&mut out, r, "");
-            for m in group.iter().filter(|m| m.pool.as_deref() == Some(r.name.as_str())) {
+            for m in group
+                .iter()
+                .filter(|m| m.pool.as_deref() == Some(r.name.as_str()))
+            {
                 line(&mut out, m, "  ");
             }
         }
@@ -243,7 +249,10 @@ pub fn table(rows: &[Row], queue: &[Waiting]) -> String {
         }
     }
     if !queue.is_empty() {
-        let _ = writeln!(out, "waiting for a slot (max_concurrent), in the order they start:");
+        let _ = writeln!(
+            out,
+            "waiting for a slot (max_concurrent), in the order they start:"
+        );
         for (i, w) in queue.iter().enumerate() {
             let _ = writeln!(
                 out,

@@ -20,8 +20,8 @@ pub fn up(store: &Store, config: &Config) -> anyhow::Result<Exit> {
         let member = decl.is_pool().then_some(1);
         let spec = team::spec_of(decl, member, config);
         let paths = store.agent_paths(&spec.name)?;
-        let alive = lock::is_alive(&paths.lock)
-            || (decl.is_pool() && any_member_alive(store, decl));
+        let alive =
+            lock::is_alive(&paths.lock) || (decl.is_pool() && any_member_alive(store, decl));
         if alive {
             println!("{} {} is running", decl.kind(), decl.name);
             continue;
@@ -82,7 +82,11 @@ pub fn check(project: Option<&Path>) -> anyhow::Result<Exit> {
     let decls = config.effective();
     let agents = decls.iter().filter(|d| !d.is_pool()).count();
     let pools = decls.len() - agents;
-    let files: Vec<String> = config.files.iter().map(|f| f.display().to_string()).collect();
+    let files: Vec<String> = config
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
     if files.is_empty() {
         println!("ok: no config file (none in this folder or above, and no user file)");
     } else {

@@ -128,7 +128,10 @@ pub fn follow(
     let mut pending = Vec::new();
     for id in ids {
         let (task, agent) = load(store, id)?;
-        pending.push(Pending::new(agent, store.task(id), task.created_ms));
+        let pool = agent.is_pool();
+        let mut p = Pending::new(agent, store.task(id), task.created_ms);
+        p.pool = pool;
+        pending.push(p);
     }
     let how = How {
         timeout,

@@ -42,7 +42,8 @@ pub fn spec_of(decl: &Decl, member: Option<u32>, config: &Config) -> Spec {
 pub fn ensure_running(store: &Store, decl: &Decl, spec: &Spec) -> anyhow::Result<()> {
     let existed = store.agent(&spec.name)?.is_some();
     let paths = store.ensure_agent(&spec.name)?;
-    if lock::is_alive(&paths.lock) {
+    // A runner killed a moment ago may still hold its lock: it is waited out, not counted.
+    if lock::runner_alive(&paths.lock) {
         return Ok(());
     }
     let Some(_starting) = lock::take(&paths.start_lock, START_TIMEOUT + Duration::from_secs(1))?
@@ -85,6 +86,9 @@ pub fn deliver_to_pool(
     req: &Request,
 ) -> anyhow::Result<Delivered> {
     let pool = store.ensure_agent(&decl.agent_id(None))?;
+    if !store::exists(&pool.pool_marker) {
+        store::write_atomic(&pool.pool_marker, decl.name.as_bytes())?;
+    }
     // One caller at a time decides which members to start.
     let _deciding = lock::take(&pool.start_lock, START_TIMEOUT + Duration::from_secs(1))?;
     let delivered = inbox::deliver(store, &pool, req)?;
@@ -92,7 +96,7 @@ pub fn deliver_to_pool(
     let members: Vec<(u32, Option<AgentPaths>)> = (1..=max)
         .map(|n| (n, store.agent(&decl.agent_id(Some(n))).ok().flatten()))
         .collect();
-    let alive = |p: &Option<AgentPaths>| p.as_ref().is_some_and(|p| lock::is_alive(&p.lock));
+    let alive = |p: &Option<AgentPaths>| p.as_ref().is_some_and(|p| lock::runner_alive(&p.lock));
     let free = members
         .iter()
         .filter(|(_, p)| alive(p) && p.as_ref().is_some_and(is_free))

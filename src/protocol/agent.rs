@@ -79,6 +79,8 @@ pub struct AgentPaths {
     pub claude: PathBuf,
     /// The tmux driver's window.
     pub tmux: PathBuf,
+    /// Present in a pool's folder (which has an inbox and no runner of its own).
+    pub pool_marker: PathBuf,
     /// The sessions of the agent's processes, so that the next runner can end what a dead one
     /// left behind.
     pub children: PathBuf,
@@ -103,6 +105,7 @@ impl AgentPaths {
             events: dir.join("events"),
             claude: dir.join("claude.json"),
             tmux: dir.join("tmux.json"),
+            pool_marker: dir.join("pool"),
             children: dir.join("children"),
             dir,
         }
@@ -133,6 +136,11 @@ impl AgentPaths {
             s.name = self.name().to_string();
         }
         Ok(spec)
+    }
+
+    /// True for a pool's folder.
+    pub fn is_pool(&self) -> bool {
+        super::store::exists(&self.pool_marker)
     }
 
     pub fn read_status(&self) -> Result<Option<Status>, StoreError> {

@@ -101,13 +101,17 @@ impl Runner<'_> {
         store::ensure_dir(&queue)?;
         let name = format!("{}-{}", envelope.priority.min(9), envelope.task_id);
         let mine = queue.join(&name);
-        let Some(_waiting) = try_exclusive(&mine)? else {
+        // The entry appears already locked (made under another name, locked, then renamed):
+        // an entry seen unlocked belongs to a runner that died.
+        let making = queue.join(format!(".{name}"));
+        let Some(_waiting) = try_exclusive(&making)? else {
             return Err(StoreError::Unsafe {
                 path: mine,
                 why: "another runner holds this task's place in the queue".into(),
             }
             .into());
         };
+        fs::rename(&making, &mine).during("queueing for a slot", &mine)?;
         // Woken when the queue changes, and when a cancel request arrives.
         let watched: Vec<_> = [
             (
@@ -138,6 +142,8 @@ impl Runner<'_> {
         mine: &str,
     ) -> anyhow::Result<Waited> {
         let mut watching = String::new();
+        // How many of the watching threads have not fired yet.
+        let unfired = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         loop {
             if let Some((state, why)) = self.stop_while_waiting(envelope, task) {
                 return Ok(Waited::Ended(state, why));
@@ -158,16 +164,20 @@ impl Runner<'_> {
                     }
                 }
             }
-            // Watch what stands in the way (the slots, or the head's entry), once per change.
+            // Watch what stands in the way (the slots, or the head's entry): anew when it
+            // changes, or when every watcher has fired (a slot can be let go and taken again
+            // before this runner tries it).
             let blocker: Vec<PathBuf> = match &head {
                 Some((_, path)) if !head_is_me => vec![path.clone()],
                 _ => (0..limit).map(|n| slots.join(n.to_string())).collect(),
             };
             let target = format!("{blocker:?}");
-            if target != watching {
+            let all_fired = unfired.load(std::sync::atomic::Ordering::SeqCst) == 0;
+            if target != watching || all_fired {
                 for path in blocker {
                     let waker = self.sigs.waker().during("waiting for a slot in", queue)?;
-                    on_release(path, head_is_me, waker)?;
+                    unfired.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    on_release(path, head_is_me, waker, std::sync::Arc::clone(&unfired))?;
                 }
                 watching = target;
             }
@@ -216,12 +226,17 @@ fn on_release(
     path: PathBuf,
     create: bool,
     waker: crate::sys::signals::Waker,
+    unfired: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) -> Result<(), StoreError> {
+    let fired = move || {
+        unfired.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        waker.wake();
+    };
     let file = match open_lockable(&path, create) {
         Ok(f) => f,
         // The entry is gone already: what it blocked is free now.
         Err(_) => {
-            waker.wake();
+            fired();
             return Ok(());
         }
     };
@@ -231,8 +246,8 @@ fn on_release(
         .spawn(move || {
             if let Ok(shared) = Flock::lock(file, FlockArg::LockShared) {
                 drop(shared);
-                waker.wake();
             }
+            fired();
         })
         .during("starting the thread that watches", path.clone())?;
     Ok(())

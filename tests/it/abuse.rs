@@ -94,7 +94,9 @@ fn runner_killed_before_claiming_fails_the_waiting_ask_and_withdraws_the_task() 
     // The asked task was taken back; the one sent with --queue waits for the next runner.
     assert_eq!(env.inbox("g", "new").len(), 1);
     env.start_gated("g");
-    wait_until("the next runner runs it", secs(10), || env.started_count() == 2);
+    wait_until("the next runner runs it", secs(10), || {
+        env.started_count() == 2
+    });
     env.open_gate();
     assert_eq!(env.run(["wait", &queued_for_later]).ok().stdout, "later\n");
     assert!(env.inbox("g", "cur").is_empty());

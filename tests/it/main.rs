@@ -14,5 +14,6 @@ mod faults;
 mod hardening;
 mod limits;
 mod protocol;
+mod team;
 mod tmux_driver;
 mod tty;
