@@ -1,4 +1,4 @@
-//! `baton hook KIND`: what Claude Code's hooks run inside an agent that baton started. A hook
+//! The hooks of Claude Code inside an agent that baton started (`baton hook claude-…`). A hook
 //! reads the event's JSON on stdin, checks it, and hands it to the agent's runner as a file in
 //! `agents/<name>/events/` (temp file, then rename); the runner, the only writer of `status.json`
 //! and `done.json`, acts on it. A hook never blocks Claude Code: it always exits 0, at once; a
@@ -34,13 +34,13 @@ pub struct Event {
     pub data: serde_json::Value,
 }
 
-pub fn run(kind: &str) -> anyhow::Result<Exit> {
-    let Some(expected) = KINDS.iter().find(|(k, _)| *k == kind).map(|(_, e)| *e) else {
-        return Err(crate::error::usage(format!(
-            "unknown hook {kind:?}; hooks: {}",
-            KINDS.map(|(k, _)| k).join(", ")
-        )));
-    };
+/// Runs agent hook `kind` (one of `KINDS`); `None` if `kind` is not one of them.
+pub fn run(kind: &str) -> Option<anyhow::Result<Exit>> {
+    let expected = KINDS.iter().find(|(k, _)| *k == kind).map(|(_, e)| *e)?;
+    Some(handle(kind, expected))
+}
+
+fn handle(kind: &str, expected: &str) -> anyhow::Result<Exit> {
     let Some(agent) = std::env::var("BATON_AGENT")
         .ok()
         .filter(|a| crate::protocol::agent::validate_id(a).is_ok())
