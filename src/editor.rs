@@ -134,7 +134,12 @@ fn refuse_a_typo(store: &Store, config: &Config, prompt: &[u8]) -> anyhow::Resul
     let Some(name) = directive::first_name(prompt) else {
         return Ok(());
     };
-    let mut agents = store.agent_names().unwrap_or_default();
+    let mut agents: Vec<String> = store
+        .agent_names()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|id| resolve::reachable_name(config, id))
+        .collect();
     agents.extend(config.effective().iter().map(|d| d.name.clone()));
     match crate::suggest::closest(name, agents.iter().map(String::as_str)) {
         Some(near) => Err(usage(format!(

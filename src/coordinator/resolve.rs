@@ -83,12 +83,21 @@ fn unknown(store: &Store, config: &Config, name: &str) -> Error {
             None => format!("{} ({})", d.name, d.kind()),
         })
         .collect();
-    let live = live_agents(store);
+    let live: Vec<String> = live_agents(store)
+        .iter()
+        .filter_map(|id| reachable_name(config, id))
+        .collect();
     let names: Vec<String> = config
         .effective()
         .iter()
         .map(|d| d.name.clone())
-        .chain(store.agent_names().unwrap_or_default())
+        .chain(
+            store
+                .agent_names()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|id| reachable_name(config, id)),
+        )
         .collect();
     Error::UnknownAgent {
         name: name.into(),
@@ -105,6 +114,20 @@ fn unknown(store: &Store, config: &Config, name: &str) -> Error {
         } else {
             live.join(", ")
         },
+    }
+}
+
+/// The name a caller standing where `config` was read uses for agent `id`: a global agent's id is
+/// its name, an agent of the caller's project is known by its name; another project's agent is
+/// not reachable by name from here (`None`).
+pub fn reachable_name(config: &Config, id: &str) -> Option<String> {
+    match id.split_once('.') {
+        None => Some(id.to_string()),
+        Some((name, project)) => config
+            .project
+            .as_ref()
+            .filter(|p| p.id == project)
+            .map(|_| name.to_string()),
     }
 }
 

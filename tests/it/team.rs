@@ -403,6 +403,13 @@ fn two_projects_with_the_same_agent_name_have_their_own_agents() {
     );
     let agents = fs::read_dir(env.home.join("agents")).unwrap().count();
     assert_eq!(agents, 2, "two agents, one per project");
+    // An unknown name lists the agents by the names a caller here can use: this project's, not
+    // the other project's, and never by their ids in the state folder.
+    let err = run_in(&env, &shop, &["ask", "planing", "x"])
+        .expect(2)
+        .stderr;
+    assert!(err.contains("did you mean \"planning\"?"), "{err}");
+    assert!(err.contains("live agents: planning. Declare"), "{err}");
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
