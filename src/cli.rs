@@ -40,10 +40,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Send a prompt to one or more agents (comma-separated), wait, print the answers.
+    /// Send a prompt to agents, wait, print the answers: one agent, a fan-out, or a pipeline.
     Ask {
-        /// AGENT or AGENT,AGENT,... (fan-out: waits for all, each answer headed by its agent); an
-        /// agent or a pool, declared or started by hand
+        /// AGENT (an agent or a pool, declared or started by hand); A,B,… (a fan-out: the same
+        /// prompt to each, every answer headed by its agent); 'A | B,C | D' (a pipeline: each
+        /// stage gets the request and the answers of the stage before)
         agents: String,
         /// The prompt; `-` (or nothing, when stdin is not a terminal) reads standard input.
         prompt: Option<String>,
@@ -52,9 +53,9 @@ enum Cmd {
         #[command(flatten)]
         output: OutputArgs,
     },
-    /// Deliver a prompt and print the task id, without waiting.
+    /// Deliver a prompt and print the task id, without waiting; the answer goes to `baton results`.
     Send {
-        /// AGENT or AGENT,AGENT,...
+        /// AGENT, A,B,… or 'A | B' as for `ask` (a workflow goes on in the background)
         agents: String,
         /// The prompt; `-` (or nothing, when stdin is not a terminal) reads standard input.
         prompt: Option<String>,
@@ -80,6 +81,23 @@ enum Cmd {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// The answers of background work (send, `&`, a detach) of this project that have arrived.
+    Results {
+        /// One JSON object per task's end, with `background` (the work's id) and `seen`.
+        #[arg(long)]
+        json: bool,
+        /// Show those already seen too.
+        #[arg(long)]
+        all: bool,
+        /// Mark what is shown as seen (`@results` and the chief's hooks do).
+        #[arg(long)]
+        mark: bool,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Run a workflow to its end from its record (what `send`, `&` and `d` start, detached).
+    #[command(hide = true)]
+    Supervise { root: String },
     /// Withdraw queued tasks, or ask their agent to stop them.
     Cancel {
         #[arg(required = true)]
@@ -164,6 +182,21 @@ struct DelegateArgs {
     /// Reach the agents of the project in DIR (the folder of its .baton.toml), from anywhere.
     #[arg(long, value_name = "DIR")]
     project: Option<PathBuf>,
+    /// In a fan-out, the first answer that succeeds wins; the other tasks are cancelled.
+    #[arg(long)]
+    any: bool,
+    /// Deliver a task that fails, times out or loses its agent again, at most N more times (0 to
+    /// 10), each time with what went wrong. Default: the agent's declared `retries`, else 0.
+    #[arg(long, value_name = "N")]
+    retries: Option<u32>,
+    /// A done-gate: after each answer, run CMD (`sh -c`, in the agent's folder, the answer on
+    /// stdin). Exit 0 accepts; exit 2 sends the answer back with CMD's output; anything else
+    /// fails the task. Default: the agent's declared `gate`.
+    #[arg(long, value_name = "CMD")]
+    gate: Option<String>,
+    /// How many times the gate may send an answer back (default: declared, else 2).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10))]
+    gate_rounds: Option<u32>,
 }
 
 impl DelegateArgs {
@@ -176,6 +209,10 @@ impl DelegateArgs {
             queue: self.queue,
             priority: self.priority,
             project: self.project,
+            any: self.any,
+            retries: self.retries,
+            gate: self.gate,
+            gate_rounds: self.gate_rounds,
         }
     }
 }
@@ -469,6 +506,17 @@ fn dispatch(cmd: Cmd) -> Result<Exit> {
         } => tasks::wait(&Store::open()?, &ids, timeout, output.format()),
         Cmd::Result { task, output } => tasks::result(&Store::open()?, &task, output.format()),
         Cmd::Cancel { tasks: ids } => tasks::cancel(&Store::open()?, &ids),
+        Cmd::Results {
+            json,
+            all,
+            mark,
+            project,
+        } => {
+            let store = Store::open()?;
+            let inbox = crate::coordinator::background::results_inbox(&store, &project.config()?);
+            commands::results::results(&store, &inbox, json, all, mark)
+        }
+        Cmd::Supervise { root } => tasks::supervise(&Store::open()?, &root),
         Cmd::Status { json } => status::status(&Store::open()?, json),
         Cmd::Gc { older_than } => tasks::gc(&Store::open()?, older_than),
         Cmd::Agent { command } => match command {

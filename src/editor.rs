@@ -65,34 +65,81 @@ pub fn run(args: EditArgs) -> anyhow::Result<Exit> {
     // Claude Code runs its editor in the project's folder: the same agents as `baton ask`.
     let config = crate::commands::load_config(None)?;
     let store = Store::open()?;
-    let (agents, task, urgent) = match &args.agent {
-        Some(name) => (vec![name.clone()], prompt.trim_ascii().to_vec(), false),
+    let known = |n: &str| resolve::is_known(&store, &config, n);
+    if args.agent.is_none() && directive::first_name(prompt) == Some(RESULTS) && !known(RESULTS) {
+        return results(&store, &config, &args.file);
+    }
+    let plan = match &args.agent {
+        Some(name) => Plan {
+            timeout: args.timeout,
+            ..Plan::new(vec![name.clone()], prompt.trim_ascii().to_vec())
+        },
         None => {
-            let known = |n: &str| resolve::is_known(&store, &config, n);
-            let Some(d) = directive::parse(prompt, known) else {
-                refuse_a_typo(&store, &config, prompt)?;
-                return passthrough(&args.passthrough);
+            let d = match directive::parse(prompt, known) {
+                Ok(Some(d)) => d,
+                Ok(None) => {
+                    refuse_a_typo(&store, &config, prompt)?;
+                    return passthrough(&args.passthrough);
+                }
+                Err(why) => return Err(usage(format!("{why}; the prompt is unchanged"))),
             };
-            (d.agents, d.task, d.urgent)
+            Plan {
+                stages: d.stages,
+                priority: d.urgent.then_some(0),
+                timeout: args.timeout,
+                any: d.any,
+                wait: !d.background,
+                ..Plan::new(Vec::new(), d.task)
+            }
         }
     };
-    if task.trim_ascii().is_empty() {
-        let names: Vec<String> = agents.iter().map(|a| format!("@{a}")).collect();
+    if plan.prompt.trim_ascii().is_empty() {
+        let names: Vec<String> = plan.names().map(|a| format!("@{a}")).collect();
         return Err(usage(format!(
             "nothing to send to {}: the prompt is empty",
             names.join(" ")
         )));
     }
-    let plan = Plan {
-        agents,
-        prompt: task,
-        priority: urgent.then_some(0),
-        timeout: args.timeout,
-        queue: false,
-        wait: true,
-        offer_queue: false,
-    };
+    plan.check()?;
+    if !plan.wait {
+        return background(&store, &config, &plan, &args.file);
+    }
     delegate(&store, &config, &plan, &args)
+}
+
+/// `@results`: the name that asks for the finished background results instead of an agent
+/// (unless an agent of that name is known).
+pub const RESULTS: &str = "results";
+
+/// `@results`: every finished background result not seen yet goes into the file, and is marked
+/// seen.
+fn results(store: &Store, config: &Config, file: &Path) -> anyhow::Result<Exit> {
+    let inbox = coordinator::background::results_inbox(store, config);
+    let text = crate::commands::results::take_unseen(store, &inbox)?;
+    write_file(file, &text)?;
+    Ok(Exit::Ok)
+}
+
+/// `@agent & task`: delivered, and the file gets one line saying who took it, at once.
+fn background(store: &Store, config: &Config, plan: &Plan, file: &Path) -> anyhow::Result<Exit> {
+    let mut caller = Caller::new(false)?;
+    let ends = coordinator::delegate(store, config, plan, &mut caller)?;
+    let who: Vec<String> = ends
+        .iter()
+        .map(|e| {
+            format!(
+                "@{} took it in the background (task {})",
+                crate::protocol::agent::name_of(&e.agent),
+                e.task_id
+            )
+        })
+        .collect();
+    let line = format!(
+        "{}; its answer will be in @results (`baton results`)\n",
+        who.join("; ")
+    );
+    write_file(file, line.as_bytes())?;
+    Ok(Exit::Ok)
 }
 
 /// The file's bytes; `None` if it does not exist. Refuses what is not a regular file (a FIFO, a
@@ -152,7 +199,7 @@ fn refuse_a_typo(store: &Store, config: &Config, prompt: &[u8]) -> anyhow::Resul
 /// How one attempt at delegating ended, when it did not deliver an answer.
 enum Failed {
     /// A task ended without success.
-    Ended(TaskEnd),
+    Ended(Box<TaskEnd>),
     /// Delegation could not happen.
     Error(anyhow::Error),
 }
@@ -183,7 +230,7 @@ fn delegate(store: &Store, config: &Config, plan: &Plan, args: &EditArgs) -> any
     loop {
         let failed = match coordinator::delegate(store, config, plan, &mut caller) {
             Ok(mut ends) => match ends.iter().position(|e| !e.is_ok()) {
-                Some(i) => Failed::Ended(ends.swap_remove(i)),
+                Some(i) => Failed::Ended(Box::new(ends.swap_remove(i))),
                 None => {
                     crate::test_hooks::pause_point(crate::test_hooks::BEFORE_WRITE);
                     write_answer(&args.file, &ends)?;
@@ -298,33 +345,36 @@ pub fn format_answers(ends: &[TaskEnd], headed: bool) -> Vec<u8> {
 /// Replaces the file's content with the answers, atomically, keeping its permissions. On
 /// failure the file is unchanged and the answers stay in their task folders.
 fn write_answer(file: &Path, ends: &[TaskEnd]) -> anyhow::Result<()> {
+    let ids: Vec<String> = ends.iter().map(|e| e.task_id.to_string()).collect();
+    write_file(file, &format_answers(ends, !is_git_file(file))).with_context(|| {
+        format!(
+            "the prompt is unchanged and the answer is kept: `baton result {}`",
+            ids.join(" ")
+        )
+    })
+}
+
+/// Replaces the file's content with `bytes`: a temp file in its folder, then rename, keeping the
+/// file's permissions. On failure the file is unchanged.
+fn write_file(file: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let target = fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
     let dir = target
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let ids: Vec<String> = ends.iter().map(|e| e.task_id.to_string()).collect();
-    let kept = || {
-        format!(
-            "the prompt is unchanged and the answer is kept: `baton result {}`",
-            ids.join(" ")
-        )
-    };
     let perms = fs::metadata(&target).map(|m| m.permissions()).ok();
     let written = (|| -> std::io::Result<()> {
         let mut tmp = tempfile::Builder::new()
             .prefix(".baton-")
             .tempfile_in(dir)?;
-        tmp.write_all(&format_answers(ends, !is_git_file(file)))?;
+        tmp.write_all(bytes)?;
         if let Some(p) = perms {
             let _ = fs::set_permissions(tmp.path(), p);
         }
         tmp.persist(&target).map_err(|e| e.error)?;
         Ok(())
     })();
-    written
-        .with_context(kept)
-        .with_context(|| format!("writing the answer into {}", target.display()))
+    written.with_context(|| format!("writing into {}", target.display()))
 }
 
 /// Replaces this process with the real editor on the same arguments (the PID is kept).

@@ -1,10 +1,12 @@
-//! `baton ask` (delegate, wait, print) and `baton send` (delegate, print the task ids).
+//! `baton ask` (delegate, wait, print) and `baton send` (delegate, print the task ids; the
+//! outcome goes to the results inbox).
 
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{print_ends, Format};
+use crate::coordinator::plan::parse_stages;
 use crate::coordinator::{self, Caller, Plan};
 use crate::error::usage;
 use crate::exit::Exit;
@@ -18,6 +20,10 @@ pub struct AskArgs {
     pub queue: bool,
     pub priority: Option<u8>,
     pub project: Option<PathBuf>,
+    pub any: bool,
+    pub retries: Option<u32>,
+    pub gate: Option<String>,
+    pub gate_rounds: Option<u32>,
 }
 
 /// The prompt text: the argument, or standard input for `-` (or when none is given).
@@ -43,27 +49,25 @@ pub fn read_prompt(arg: Option<&str>) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Splits `a,b,c` into names, refusing invalid ones and dropping repeats.
-pub fn split_agents(list: &str) -> anyhow::Result<Vec<String>> {
-    let mut names: Vec<String> = Vec::new();
-    for n in list.split(',').map(str::trim) {
-        crate::protocol::agent::validate_id(n)?;
-        if !names.iter().any(|x| x == n) {
-            names.push(n.to_string());
-        }
-    }
-    Ok(names)
-}
-
 fn plan(args: &AskArgs, wait: bool) -> anyhow::Result<Plan> {
-    Ok(Plan {
-        agents: split_agents(&args.agents)?,
-        prompt: read_prompt(args.prompt.as_deref())?,
+    let plan = Plan {
+        stages: parse_stages(&args.agents)?,
         priority: args.priority,
         timeout: args.timeout,
         queue: args.queue,
         wait,
         offer_queue: true,
+        any: args.any,
+        retries: args.retries,
+        gate: args.gate.clone(),
+        gate_rounds: args.gate_rounds,
+        ..Plan::new(Vec::new(), Vec::new())
+    };
+    // Checked before the prompt is read: a bad plan never waits on standard input.
+    plan.check()?;
+    Ok(Plan {
+        prompt: read_prompt(args.prompt.as_deref())?,
+        ..plan
     })
 }
 
@@ -71,8 +75,12 @@ pub fn ask(store: &Store, args: AskArgs) -> anyhow::Result<Exit> {
     let config = super::load_config(args.project.as_deref())?;
     let plan = plan(&args, true)?;
     let mut caller = Caller::new(false)?;
-    let ends = coordinator::delegate(store, &config, &plan, &mut caller)?;
-    print_ends(&ends, args.format)
+    let run = coordinator::workflow::run(store, &config, &plan, &mut caller)?;
+    if args.format == Format::Json && run.root.is_some() {
+        // A workflow: every task it ran, each with its place; the outcome decides the code.
+        return super::print_history(&run.history, &run.ends);
+    }
+    print_ends(&run.ends, args.format)
 }
 
 pub fn send(store: &Store, args: AskArgs) -> anyhow::Result<Exit> {

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod ask;
 pub mod demo;
 pub mod install;
+pub mod results;
 pub mod status;
 pub mod tasks;
 pub mod team;
@@ -78,6 +79,27 @@ pub fn print_ends(ends: &[TaskEnd], format: Format) -> anyhow::Result<Exit> {
     }
     let _ = out.flush();
     drop(out);
+    for end in ends.iter().filter(|e| !e.is_ok()) {
+        eprintln!("baton: {}", describe(end));
+    }
+    Ok(exit::of_ends(ends))
+}
+
+/// Prints every task of a workflow as JSON (one object a line, in the order delivered) and says
+/// on stderr what did not succeed in its outcome, `ends`, whose first failure is the exit status.
+pub fn print_history(history: &[TaskEnd], ends: &[TaskEnd]) -> anyhow::Result<Exit> {
+    let mut out = String::new();
+    for end in history {
+        out.push_str(&format!("{}\n", end.to_json()));
+    }
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(out.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(anyhow::Error::new(e).context("writing the answer"))
+        }
+        _ => {}
+    }
+    let _ = stdout.flush();
     for end in ends.iter().filter(|e| !e.is_ok()) {
         eprintln!("baton: {}", describe(end));
     }

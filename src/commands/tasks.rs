@@ -4,9 +4,10 @@ use std::fs;
 use std::time::{Duration, SystemTime};
 
 use super::{print_ends, Format};
-use crate::coordinator::{self, Caller};
+use crate::coordinator::{self, background, Caller};
 use crate::error::{usage, StoreError};
 use crate::exit::Exit;
+use crate::protocol::workflow::Record;
 use crate::protocol::{inbox, State, Store, TaskId};
 
 /// Parses task ids given on the command line.
@@ -17,6 +18,11 @@ pub fn parse_ids(ids: &[String]) -> anyhow::Result<Vec<TaskId>> {
         .collect::<Result<_, _>>()?)
 }
 
+/// The record of the workflow that starts with task `id`, if it is one's first task.
+fn workflow_of(store: &Store, id: &TaskId) -> anyhow::Result<Option<Record>> {
+    Ok(crate::protocol::workflow::load(&store.task(id))?)
+}
+
 pub fn wait(
     store: &Store,
     ids: &[String],
@@ -25,12 +31,41 @@ pub fn wait(
 ) -> anyhow::Result<Exit> {
     let ids = parse_ids(ids)?;
     let mut caller = Caller::new(false)?;
+    // A workflow's first task stands for the whole workflow: its outcome is waited for.
+    if let [id] = ids.as_slice() {
+        if workflow_of(store, id)?.is_some() {
+            let ends = background::follow_workflow(store, id, timeout, &mut caller)?;
+            return print_ends(&ends, format);
+        }
+    }
     let ends = coordinator::follow(store, &ids, timeout, &mut caller)?;
     print_ends(&ends, format)
 }
 
+/// `baton supervise ROOT`: runs a workflow to its end from its record, with no one waiting (what
+/// `send`, `&` and `d` start, detached). If it cannot, the record says why.
+pub fn supervise(store: &Store, root: &str) -> anyhow::Result<Exit> {
+    let root = TaskId::parse(root)?;
+    match crate::coordinator::workflow::resume(store, &root) {
+        Ok(run) => Ok(crate::exit::of_ends(&run.ends)),
+        Err(e) => {
+            if let Ok(Some(mut rec)) = workflow_of(store, &root) {
+                if rec.state.is_none() {
+                    rec.state = Some(State::Failed);
+                    rec.error = Some(format!("the workflow could not be carried on: {e:#}"));
+                    let _ = rec.save(store);
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
 pub fn result(store: &Store, id: &str, format: Format) -> anyhow::Result<Exit> {
     let id = TaskId::parse(id)?;
+    if let Some(rec) = workflow_of(store, &id)? {
+        return workflow_result(store, &rec, format);
+    }
     match coordinator::end_of(store, &id)? {
         Some(end) => print_ends(&[end], format),
         None => {
@@ -45,6 +80,42 @@ pub fn result(store: &Store, id: &str, format: Format) -> anyhow::Result<Exit> {
             )))
         }
     }
+}
+
+/// `baton result ROOT` of a workflow: its outcome (its last stage's answers); with `--json`,
+/// every task it ran, each with its place, state, timing and answer.
+fn workflow_result(store: &Store, rec: &Record, format: Format) -> anyhow::Result<Exit> {
+    let Some(state) = rec.state else {
+        return Err(usage(format!(
+            "workflow {} has not finished yet (stage {} of {} runs); `baton wait {}` waits for it",
+            rec.root,
+            rec.stage,
+            rec.asked.stages.len(),
+            rec.root
+        )));
+    };
+    let ends = background::outcome(store, &rec.root).unwrap_or_default();
+    if format == Format::Json {
+        let history: Vec<crate::protocol::TaskEnd> = rec
+            .steps
+            .iter()
+            .filter_map(|s| coordinator::end_of(store, &s.task_id).ok().flatten())
+            .map(|mut e| {
+                e.place = rec.place_of(&e.task_id);
+                e
+            })
+            .collect();
+        return super::print_history(&history, &ends);
+    }
+    if state != State::Ok && ends.is_empty() {
+        return Err(usage(format!(
+            "workflow {} ended {}: {}",
+            rec.root,
+            state.as_str(),
+            rec.error.as_deref().unwrap_or("no reason given")
+        )));
+    }
+    print_ends(&ends, format)
 }
 
 pub fn cancel(store: &Store, ids: &[String]) -> anyhow::Result<Exit> {
@@ -91,6 +162,14 @@ pub fn gc(store: &Store, older_than: Duration) -> anyhow::Result<Exit> {
             Ok(()) => removed += 1,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(StoreError::io("removing", &task.dir, e).into()),
+        }
+    }
+    // Background results whose task is gone have nothing left to show.
+    for inbox in crate::protocol::results::all(store) {
+        for id in inbox.entries(false).into_iter().chain(inbox.entries(true)) {
+            if !crate::protocol::store::exists(&store.task(&id).dir) {
+                inbox.forget(&id);
+            }
         }
     }
     let waited = match in_use {

@@ -110,6 +110,13 @@ pub fn show(config: &Config) -> anyhow::Result<Exit> {
     if let Some(s) = &config.max_concurrent {
         line(&mut out, format!("max_concurrent = {}", s.value), &s.origin);
     }
+    if let Some(s) = &config.message_retention {
+        line(
+            &mut out,
+            format!("message_retention = {:?}", crate::sys::time::human(s.value)),
+            &s.origin,
+        );
+    }
     if let Some(s) = &config.default_timeout {
         line(
             &mut out,
@@ -178,6 +185,15 @@ fn decl_lines(d: &Decl) -> Vec<(&'static str, String)> {
     }
     if let Some(text) = &d.description {
         v.push(("description", format!("{text:?}")));
+    }
+    if let Some(r) = d.retries {
+        v.push(("retries", r.to_string()));
+    }
+    if let Some(g) = &d.gate {
+        v.push(("gate", format!("{g:?}")));
+    }
+    if let Some(r) = d.gate_rounds {
+        v.push(("gate_rounds", r.to_string()));
     }
     v
 }

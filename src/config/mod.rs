@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::protocol::DriverKind;
 
-pub use parse::FileConfig;
+pub use parse::{FileConfig, MAX_RETRIES};
 
 /// Where something was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,6 +115,12 @@ pub struct Decl {
     pub start: Start,
     pub worktree: bool,
     pub description: Option<String>,
+    /// A failed task is delivered again at most this many more times.
+    pub retries: Option<u32>,
+    /// The done-gate its answers must pass (`sh -c` in its folder).
+    pub gate: Option<String>,
+    /// How many times the gate may send an answer back.
+    pub gate_rounds: Option<u32>,
     /// The project that declared it (`None`: the user's file).
     pub project: Option<Project>,
     pub origin: Origin,
@@ -136,6 +142,9 @@ impl Decl {
             start: Start::OnDemand,
             worktree: false,
             description: None,
+            retries: None,
+            gate: None,
+            gate_rounds: None,
             project: project.cloned(),
             origin,
         }
@@ -177,6 +186,8 @@ pub struct Config {
     pub editor: Option<Setting<String>>,
     pub max_concurrent: Option<Setting<u32>>,
     pub default_timeout: Option<Setting<Duration>>,
+    /// How long agent mail is kept (`baton gc` purges older messages); 24 h if unset.
+    pub message_retention: Option<Setting<Duration>>,
     /// Every declaration; a project's shadows the user's of the same name.
     pub decls: Vec<Decl>,
 }
@@ -310,6 +321,7 @@ pub fn load(cwd: &Path) -> Result<Config, ConfigError> {
         config.editor = read.editor.or(config.editor);
         config.max_concurrent = read.max_concurrent.or(config.max_concurrent);
         config.default_timeout = read.default_timeout.or(config.default_timeout);
+        config.message_retention = read.message_retention.or(config.message_retention);
         config.decls.extend(read.decls);
         if project.is_some() {
             config.project = project;

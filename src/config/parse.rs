@@ -15,6 +15,9 @@ use crate::protocol::DriverKind;
 
 type Entry = Spanned<BTreeMap<String, Spanned<Value>>>;
 
+/// The most retries (and gate rounds) a task may have.
+pub const MAX_RETRIES: i64 = 10;
+
 /// The tables that hold declarations (their keys are checked below).
 #[derive(Deserialize, Default)]
 struct Sections {
@@ -30,17 +33,19 @@ pub struct FileConfig {
     pub editor: Option<Setting<String>>,
     pub max_concurrent: Option<Setting<u32>>,
     pub default_timeout: Option<Setting<Duration>>,
+    pub message_retention: Option<Setting<Duration>>,
     pub decls: Vec<Decl>,
 }
 
-const TOP_KEYS: [&str; 5] = [
+const TOP_KEYS: [&str; 6] = [
     "editor",
     "max_concurrent",
     "default_timeout",
+    "message_retention",
     "agent",
     "pool",
 ];
-const DECL_KEYS: [&str; 11] = [
+const DECL_KEYS: [&str; 14] = [
     "driver",
     "command",
     "args",
@@ -52,6 +57,9 @@ const DECL_KEYS: [&str; 11] = [
     "start",
     "worktree",
     "description",
+    "retries",
+    "gate",
+    "gate_rounds",
 ];
 
 /// Reads the text of `file` (whose folder relative `cwd`s are resolved against), belonging to
@@ -77,6 +85,7 @@ pub fn parse(file: &Path, text: &str, project: Option<&Project>) -> (FileConfig,
                 out.max_concurrent = p.setting(value, key, |v| p_count(v, 1, 10_000))
             }
             "default_timeout" => out.default_timeout = p.setting(value, key, p_duration),
+            "message_retention" => out.message_retention = p.setting(value, key, p_duration),
             "agent" | "pool" => {}
             other => p.unknown(value.span(), other, "", &TOP_KEYS),
         }
@@ -196,6 +205,9 @@ impl Parser<'_> {
                 "start" => p_start(v).map(|s| decl.start = s),
                 "worktree" => p_bool(v).map(|w| decl.worktree = w),
                 "description" => p_string(v).map(|d| decl.description = Some(d)),
+                "retries" => p_count(v, 0, MAX_RETRIES).map(|r| decl.retries = Some(r)),
+                "gate" => p_string(v).map(|g| decl.gate = Some(g)),
+                "gate_rounds" => p_count(v, 1, MAX_RETRIES).map(|r| decl.gate_rounds = Some(r)),
                 "max" if kind == "pool" => p_count(v, 1, 99).map(|m| max = Some(m)),
                 other => {
                     let mut known = DECL_KEYS.to_vec();

@@ -1,54 +1,42 @@
 //! The coordinator: the one place that delegates. Every entry point (`ask`, `send`, `wait`,
-//! editor mode, and through them the demo) hands it a `Plan` and gets back one `TaskEnd` per
-//! task; entry points parse and print, nothing more.
+//! editor mode, the git hooks, and through them the demo) hands it a `Plan` and gets back the
+//! `TaskEnd`s it came to; entry points parse and print, nothing more.
 //!
-//! Delegation is: resolve the agents (known, and live unless the plan queues), deliver to each
-//! (taking back what was delivered if one delivery fails), wait for every task to end (the
-//! `wait` module's one loop), and turn the way the wait ended into ends — cancelling or
-//! withdrawing what is left when the caller owns the tasks and the wait ended early (a signal,
-//! a key, the deadline, a lost agent). A task's end is never invented where it can be read: a
-//! task that finished is reported as it finished.
+//! Delegation is: resolve the agents of every stage (known, and startable unless the plan
+//! queues), start declared agents on demand, deliver, wait (the `wait` module's one loop), and
+//! step each task's end — a done-gate, a retry, the next stage — until the plan has its outcome
+//! (`workflow`). When the wait ends early (a signal, a key, the deadline, a lost agent) what is
+//! left is cancelled or withdrawn; when no one will wait any more (`send`, a detach) the outcome
+//! goes to the results inbox (`background`). A task's end is never invented where it can be
+//! read: a task that finished is reported as it finished.
 //!
 //! Errors are only what keeps delegation from happening at all (bad input, an agent that is not
 //! running, a failing machine); everything that happens to a delivered task is its `TaskEnd`.
 
+pub mod background;
+pub mod compose;
+pub mod gate;
+pub mod plan;
 pub mod resolve;
 pub mod team;
 pub mod wait;
+pub mod workflow;
 
 use std::time::Duration;
 
 use crate::config::Config;
 use crate::error::Error;
 use crate::protocol::control;
-use crate::protocol::inbox::{self, Delivered, Request, Stopped};
+use crate::protocol::inbox::{self, Stopped};
 use crate::protocol::{store, AgentPaths, State, Store, Task, TaskEnd, TaskId, TaskPaths};
 use crate::sys::signals::{self, Signals};
 use crate::sys::term::Tty;
 use crate::sys::time;
-use crate::test_hooks::{pause_point, BEFORE_DELIVER, CANCELLING};
-use resolve::Target;
+use crate::test_hooks::pause_point;
 use wait::{Pending, Stop};
 
-/// What to delegate and how.
-#[derive(Clone, Debug)]
-pub struct Plan {
-    /// The agents, each gets the same prompt (fan-out).
-    pub agents: Vec<String>,
-    pub prompt: Vec<u8>,
-    /// 0 (first) to 9 (last); else the agent's declared priority, else 5.
-    pub priority: Option<u8>,
-    /// The task is cancelled (as `timeout`) after this long; else after the agent's declared
-    /// timeout, else the config's `default_timeout`, else never.
-    pub timeout: Option<Duration>,
-    /// Deliver even if an agent has no live runner, and wait for one to start.
-    pub queue: bool,
-    /// Wait for the answers (`ask`, editor mode), or return once delivered (`send`): then every
-    /// end is `detached`.
-    pub wait: bool,
-    /// The caller has a `--queue` option to offer when an agent is not running.
-    pub offer_queue: bool,
-}
+pub use plan::Plan;
+pub use workflow::Run;
 
 /// The caller's side of a wait: its signals (installed once, early, before anything is
 /// delivered) and its terminal, when a person is there to press keys and see a status line.
@@ -71,50 +59,15 @@ impl Caller {
     }
 }
 
-/// Delivers `plan`'s prompt to its agents (as `config` names them) and, if the plan waits, waits
-/// for their ends.
+/// Runs `plan` (as `config` names its agents) and returns its outcome's ends: the last stage's
+/// answers, or the ends that stopped it. `workflow::run` gives every task's end as well.
 pub fn delegate(
     store: &Store,
     config: &Config,
     plan: &Plan,
     caller: &mut Caller,
 ) -> anyhow::Result<Vec<TaskEnd>> {
-    let targets = resolve::resolve(store, config, &plan.agents)?;
-    resolve::ready(store, &targets, plan.queue, plan.offer_queue)?;
-    let timeouts: Vec<Option<Duration>> = targets
-        .iter()
-        .map(|t| {
-            plan.timeout
-                .or_else(|| t.decl().and_then(|d| d.timeout))
-                .or_else(|| config.default_timeout.as_ref().map(|s| s.value))
-        })
-        .collect();
-    pause_point(BEFORE_DELIVER);
-    let delivered = deliver_all(store, config, plan, &targets, &timeouts)?;
-    if !plan.wait {
-        return Ok(delivered.iter().map(|(d, _)| detached_at_once(d)).collect());
-    }
-    let mut pending: Vec<Pending> = delivered
-        .into_iter()
-        .zip(&targets)
-        .map(|((d, paths), t)| {
-            let mut p = Pending::new(paths, d.task, d.created_ms);
-            p.pool = matches!(t, Target::Pool { .. });
-            p
-        })
-        .collect();
-    // The caller gives up when every task could have timed out.
-    let timeout = timeouts
-        .iter()
-        .copied()
-        .collect::<Option<Vec<Duration>>>()
-        .and_then(|t| t.into_iter().max());
-    let how = How {
-        timeout,
-        watch_liveness: !plan.queue,
-        owned: true,
-    };
-    finish(store, &mut pending, caller, &how)
+    Ok(workflow::run(store, config, plan, caller)?.ends)
 }
 
 /// Waits for tasks delivered earlier (`baton wait`): the caller does not own them, so stopping
@@ -136,7 +89,6 @@ pub fn follow(
     let how = How {
         timeout,
         watch_liveness: true,
-        owned: false,
     };
     finish(store, &mut pending, caller, &how)
 }
@@ -173,62 +125,6 @@ pub fn cancel(store: &Store, id: &TaskId, state: State) -> anyhow::Result<Stoppe
     Ok(stop_task(store, &agent, id, state)?)
 }
 
-/// Delivers the prompt to every target (an agent's inbox, or a pool's); if one delivery fails,
-/// withdraws the others. Returns each delivery with the agent folder it went to.
-fn deliver_all(
-    store: &Store,
-    config: &Config,
-    plan: &Plan,
-    targets: &[Target],
-    timeouts: &[Option<Duration>],
-) -> anyhow::Result<Vec<(Delivered, AgentPaths)>> {
-    let mut delivered: Vec<(Delivered, AgentPaths)> = Vec::with_capacity(targets.len());
-    for (t, timeout) in targets.iter().zip(timeouts) {
-        let req = Request {
-            prompt: &plan.prompt,
-            priority: plan
-                .priority
-                .or_else(|| t.decl().and_then(|d| d.priority))
-                .unwrap_or(5),
-            timeout: *timeout,
-        };
-        let result = match t {
-            Target::Agent { paths, .. } => inbox::deliver(store, paths, &req)
-                .map(|d| (d, paths.clone()))
-                .map_err(anyhow::Error::new),
-            Target::Pool { decl } => team::deliver_to_pool(store, config, decl, &req)
-                .and_then(|d| Ok((d, store.agent_paths(&decl.agent_id(None))?))),
-        };
-        match result {
-            Ok(d) => delivered.push(d),
-            Err(e) => {
-                for (d, owner) in &delivered {
-                    let _ = inbox::withdraw_or_cancel(store, owner, &d.task.id, State::Cancelled);
-                }
-                let name = t.decl().map_or_else(
-                    || match t {
-                        Target::Agent { paths, .. } => paths.name().to_string(),
-                        Target::Pool { decl } => decl.name.clone(),
-                    },
-                    |d| d.name.clone(),
-                );
-                return Err(e.context(format!("delivering the task to {name}")));
-            }
-        }
-    }
-    Ok(delivered)
-}
-
-fn detached_at_once(d: &Delivered) -> TaskEnd {
-    TaskEnd {
-        created_ms: Some(d.created_ms),
-        ..TaskEnd::new(&d.task.id, &d.agent, State::Detached).with_error(format!(
-            "delivered; the task runs on: `baton wait {0}` or `baton result {0}`",
-            d.task.id
-        ))
-    }
-}
-
 /// Takes a queued task back or asks its agent to stop it, then wakes the runner's watchers of a
 /// task it took back.
 fn stop_task(
@@ -249,12 +145,11 @@ struct How {
     timeout: Option<Duration>,
     /// A runner's death ends the wait for its tasks (unless another runner takes them over).
     watch_liveness: bool,
-    /// The caller delivered these tasks: when the wait ends early it withdraws or cancels them.
-    owned: bool,
 }
 
-/// Waits for every pending task, and returns each one's end: read from its folder when it
-/// finished, else what the early end of the wait made of it.
+/// Waits for tasks the caller does not own (`baton wait`), and returns each one's end: read from
+/// its folder when it finished, else what the early end of the wait made of it. Stopping the
+/// wait leaves the tasks alone.
 fn finish(
     store: &Store,
     pending: &mut [Pending],
@@ -264,22 +159,16 @@ fn finish(
     let opts = wait::Options {
         deadline: how.timeout.and_then(time::deadline_after),
         watch_liveness: how.watch_liveness,
-        owned: how.owned,
+        owned: false,
+        any: false,
     };
-    let stop = match wait::wait(store, pending, &caller.sigs, &opts, caller.tty.as_mut()) {
-        Ok(stop) => stop,
-        Err(e) => {
-            // A wait that cannot even start (the inotify limits) takes back what it delivered.
-            stop_rest(store, pending, how, State::Cancelled);
-            return Err(e.into());
-        }
-    };
+    let stop = wait::wait(store, pending, &caller.sigs, &opts, caller.tty.as_mut())?;
     let lost_task = match stop {
         Stop::Lost(i, why) => Some((i, record_loss(&pending[i], why))),
         _ => None,
     };
     let (state, why) = match stop {
-        Stop::AllDone => {
+        Stop::Ended => {
             pause_point(crate::test_hooks::WAITED);
             return Ok(pending.iter().map(read_finished).collect());
         }
@@ -301,11 +190,6 @@ fn finish(
             "cancelled: another agent of the fan-out was lost".into(),
         ),
     };
-    let stopped = match state {
-        State::Detached => Vec::new(),
-        State::Timeout => stop_rest(store, pending, how, State::Timeout),
-        _ => stop_rest(store, pending, how, State::Cancelled),
-    };
     let ends = pending.iter().enumerate().map(|(i, p)| {
         let recorded = p.task.read_end(p.agent.name());
         if let Some((_, message)) = lost_task.as_ref().filter(|(at, _)| *at == i) {
@@ -316,22 +200,46 @@ fn finish(
                 _ => p.ended(State::AgentLost, message.clone()),
             };
         }
-        if let Some(end) = recorded.filter(|_| state != State::Detached) {
-            // It finished before the wait ended, or ended as the caller stopped it.
-            if !stopped.iter().any(|(id, _)| id == &p.task.id) || end.state == State::Ok {
-                return with_answer(end, &p.task, p.created_ms);
-            }
+        match recorded.filter(|_| state != State::Detached) {
+            // It finished before the wait ended.
+            Some(end) => with_answer(end, &p.task, p.created_ms),
+            None if state == State::Detached => p.ended(
+                state,
+                format!("{why}: `baton wait {0}` or `baton result {0}`", p.task.id),
+            ),
+            None => p.ended(state, why.clone()),
         }
-        let how = match (state, stopped.iter().find(|(id, _)| id == &p.task.id)) {
-            (State::Detached, _) => {
-                format!(": `baton wait {0}` or `baton result {0}`", p.task.id)
-            }
-            (_, Some((_, s))) => format!(" ({})", s.describe()),
-            _ => String::new(),
-        };
-        p.ended(state, format!("{why}{how}"))
     });
     Ok(ends.collect())
+}
+
+/// Stops a task the caller owns as `state` (withdraws it if it is still queued, else asks its
+/// agent to stop it), and returns its end: as recorded if it finished anyway (or succeeded),
+/// else `why` and what was done about it.
+fn stop_one(store: &Store, p: &Pending, state: State, why: &str) -> TaskEnd {
+    let stopped = if p.task.is_done() {
+        None
+    } else {
+        stop_task(store, &p.agent, &p.task.id, state)
+            .ok()
+            .filter(|s| *s != Stopped::AlreadyDone)
+    };
+    if let Some(end) = p.task.read_end(p.agent.name()) {
+        if stopped.is_none() || end.is_ok() {
+            return with_answer(end, &p.task, p.created_ms);
+        }
+    }
+    let how = stopped
+        .map(|s| format!(" ({})", s.describe()))
+        .unwrap_or_default();
+    p.ended(state, format!("{why}{how}"))
+}
+
+/// The recorded ends of tasks `ids`, with their answers (a task without one is left out).
+fn ends_of(store: &Store, ids: &[TaskId]) -> Vec<TaskEnd> {
+    ids.iter()
+        .filter_map(|id| end_of(store, id).ok().flatten())
+        .collect()
 }
 
 /// The end of a task that finished, with its answer: as recorded, else as its runner reported
@@ -352,27 +260,6 @@ fn with_answer(mut end: TaskEnd, task: &TaskPaths, created_ms: u64) -> TaskEnd {
     end.answer = task.read_answer();
     end.created_ms.get_or_insert(created_ms);
     end
-}
-
-/// Withdraws or cancels every unfinished task the caller owns; returns those it stopped.
-fn stop_rest(
-    store: &Store,
-    pending: &[Pending],
-    how: &How,
-    state: State,
-) -> Vec<(TaskId, Stopped)> {
-    if !how.owned {
-        return Vec::new(); // `baton wait` merely stops waiting
-    }
-    pause_point(CANCELLING);
-    pending
-        .iter()
-        .filter(|p| !p.task.is_done())
-        .filter_map(|p| match stop_task(store, &p.agent, &p.task.id, state) {
-            Ok(Stopped::AlreadyDone) | Err(_) => None,
-            Ok(s) => Some((p.task.id.clone(), s)),
-        })
-        .collect()
 }
 
 /// Records the end of a task lost with its runner (the next runner would record the same for

@@ -150,6 +150,27 @@ pub fn ready(
     queue: bool,
     offer_queue: bool,
 ) -> anyhow::Result<()> {
+    check(store, targets, queue, offer_queue, true)
+}
+
+/// What `ready` would refuse, found without starting anything (for the later stages of a
+/// pipeline, checked before the first is delivered).
+pub fn check_ready(
+    store: &Store,
+    targets: &[Target],
+    queue: bool,
+    offer_queue: bool,
+) -> anyhow::Result<()> {
+    check(store, targets, queue, offer_queue, false)
+}
+
+fn check(
+    store: &Store,
+    targets: &[Target],
+    queue: bool,
+    offer_queue: bool,
+    start: bool,
+) -> anyhow::Result<()> {
     for t in targets {
         let Target::Agent { paths, declared } = t else {
             continue; // a pool starts its members when it is given the task
@@ -159,7 +180,9 @@ pub fn ready(
         }
         match declared.as_deref() {
             Some((decl, spec)) if decl.start == Start::OnDemand => {
-                team::ensure_running(store, decl, spec)?;
+                if start {
+                    team::ensure_running(store, decl, spec)?;
+                }
             }
             _ if queue => {}
             _ => {

@@ -77,6 +77,58 @@ pub fn ensure_running(store: &Store, decl: &Decl, spec: &Spec) -> anyhow::Result
     started
 }
 
+/// Makes sure `target` has a runner again after its runner died (for a retry): a declared
+/// on-demand agent is started as on demand; an agent started by hand is started again from its
+/// recorded spec (`agent.json`), one starter at a time; a pool starts members by itself.
+pub fn restart(store: &Store, target: &super::resolve::Target) -> anyhow::Result<()> {
+    let super::resolve::Target::Agent { paths, declared } = target else {
+        return Ok(());
+    };
+    match declared.as_deref() {
+        Some((decl, spec)) if decl.start == crate::config::Start::OnDemand => {
+            ensure_running(store, decl, spec)
+        }
+        Some((decl, _)) => Err(Error::NotRunning {
+            agent: decl.name.clone(),
+            hint: format!(
+                "it is declared start = \"manual\" ({}): `baton agent start {}`",
+                decl.origin, decl.name
+            ),
+        }
+        .into()),
+        None => {
+            if lock::runner_alive(&paths.lock) {
+                return Ok(());
+            }
+            let Some(_starting) =
+                lock::take(&paths.start_lock, START_TIMEOUT + Duration::from_secs(1))?
+            else {
+                return Err(Error::Unreachable(format!(
+                    "agent {} is being started by another caller, which has not finished",
+                    paths.name()
+                ))
+                .into());
+            };
+            if lock::runner_alive(&paths.lock) {
+                return Ok(());
+            }
+            let spec = paths.read_spec()?.ok_or_else(|| {
+                Error::Unreachable(format!(
+                    "agent {} has no recorded spec to start it again from",
+                    paths.name()
+                ))
+            })?;
+            start_runner(store, &spec).map(drop).map_err(|e| {
+                Error::Unreachable(format!(
+                    "agent {} could not be started again: {e:#}",
+                    paths.name()
+                ))
+                .into()
+            })
+        }
+    }
+}
+
 /// Delivers to pool `decl`: the task goes to the pool's inbox, and members are started (up to
 /// `max`) while more tasks wait there than members are free to take them.
 pub fn deliver_to_pool(

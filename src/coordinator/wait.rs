@@ -50,6 +50,10 @@ pub struct Pending {
     socket: Option<UnixStream>,
     /// Watched by inotify instead (and, if liveness matters, the death watch).
     fallback: bool,
+    /// Shown before the agent's name on the status line (`stage 2/3 `).
+    pub label: String,
+    /// The caller gives up on the task at this instant.
+    pub deadline: Option<Instant>,
 }
 
 impl Pending {
@@ -65,7 +69,14 @@ impl Pending {
             dead: Arc::new(AtomicBool::new(false)),
             socket: None,
             fallback: false,
+            label: String::new(),
+            deadline: None,
         }
+    }
+
+    /// True once the wait has seen the task's end.
+    pub fn is_done(&self) -> bool {
+        self.done
     }
 
     /// An end the coordinator gives this task (it did not record one itself).
@@ -80,7 +91,8 @@ impl Pending {
 /// Why the wait ended.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum Stop {
-    AllDone,
+    /// Every task has its end (or, with `Options::any`, at least one has).
+    Ended,
     Signal(i32),
     Timeout,
     /// The task `pending[i]` was lost with its runner.
@@ -97,6 +109,8 @@ pub struct Options {
     pub watch_liveness: bool,
     /// The caller delivered the tasks: a queued task no runner is left to claim is taken back.
     pub owned: bool,
+    /// Return as soon as one task has ended, not when all have.
+    pub any: bool,
 }
 
 /// Advice for the inotify errors a user can fix.
@@ -118,8 +132,10 @@ pub fn wait(
     opts: &Options,
     mut tty: Option<&mut Tty>,
 ) -> Result<Stop, StoreError> {
+    // The inotify instance is this call's: a task watched by an earlier call is watched anew.
     let mut inotify: Option<Inotify> = None;
-    for p in pending.iter_mut() {
+    for p in pending.iter_mut().filter(|p| !p.done) {
+        p.fallback = false;
         p.socket = control::watch(&p.agent.sock, &p.task.id).ok();
         if p.socket.is_none() {
             fall_back(store, p, &mut inotify, sigs, opts)?;
@@ -200,8 +216,13 @@ fn settled(
     for p in pending.iter_mut().filter(|p| !p.done) {
         p.done = p.task.is_done();
     }
-    if pending.iter().all(|p| p.done) {
-        return Ok(Some(Stop::AllDone));
+    let ended = if opts.any {
+        pending.iter().any(|p| p.done)
+    } else {
+        pending.iter().all(|p| p.done)
+    };
+    if ended {
+        return Ok(Some(Stop::Ended));
     }
     for (i, p) in pending.iter_mut().enumerate() {
         if !p.done && !store::exists(&p.task.dir) {
@@ -405,7 +426,9 @@ fn status_line(pending: &[Pending]) -> String {
         1 => String::new(),
         n => format!(" (+{} more)", n - 1),
     };
-    let last = store::last_line(&p.task.output)
+    // What the agent does now, as its driver reports it (a tool in use), else its last line.
+    let last = store::last_line(&p.task.progress)
+        .or_else(|| store::last_line(&p.task.output))
         .map(|l| format!(" │ {l}"))
         .unwrap_or_default();
     let attach = if inside_tmux() && tmux_place(&p.agent).is_some() {
@@ -414,8 +437,9 @@ fn status_line(pending: &[Pending]) -> String {
         ""
     };
     format!(
-        "baton: @{}{more} {state} {elapsed}{last} │ Ctrl-C cancel · d detach{attach}",
-        p.agent.name()
+        "baton: {}@{}{more} {state} {elapsed}{last} │ Ctrl-C cancel · d detach{attach}",
+        p.label,
+        crate::protocol::agent::name_of(p.agent.name())
     )
 }
 

@@ -84,6 +84,8 @@ pub struct AgentPaths {
     /// The sessions of the agent's processes, so that the next runner can end what a dead one
     /// left behind.
     pub children: PathBuf,
+    /// `gates/<task id>`: a done-gate running on one of its answers (written by the caller).
+    pub gates: PathBuf,
 }
 
 impl AgentPaths {
@@ -107,6 +109,7 @@ impl AgentPaths {
             tmux: dir.join("tmux.json"),
             pool_marker: dir.join("pool"),
             children: dir.join("children"),
+            gates: dir.join("gates"),
             dir,
         }
     }

@@ -55,6 +55,8 @@ pub struct Request<'a> {
     pub prompt: &'a [u8],
     pub priority: u8,
     pub timeout: Option<Duration>,
+    /// The workflow the task is a step of (its first task), if any.
+    pub workflow: Option<TaskId>,
 }
 
 /// A delivered task.
@@ -83,6 +85,7 @@ pub fn deliver(store: &Store, agent: &AgentPaths, req: &Request) -> Result<Deliv
             .and_then(|t| u64::try_from(t.as_millis()).ok())
             .and_then(|t| now.checked_add(t)),
         caller_pid: std::process::id(),
+        workflow: req.workflow.clone(),
     };
     let entry = Entry::new(envelope.priority, &id);
     let written = (|| {

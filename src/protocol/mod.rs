@@ -8,8 +8,10 @@ pub mod agent;
 pub mod control;
 pub mod inbox;
 pub mod lock;
+pub mod results;
 pub mod store;
 pub mod task;
+pub mod workflow;
 
 use std::io;
 use std::path::Path;
@@ -20,7 +22,7 @@ use crate::error::StoreError;
 
 pub use agent::{AgentPaths, AgentState, DriverKind, Spec, Status};
 pub use store::Store;
-pub use task::{State, Task, TaskEnd, TaskId, TaskPaths};
+pub use task::{Place, State, Task, TaskEnd, TaskId, TaskPaths};
 
 /// Reads a JSON protocol file: `Ok(None)` if it does not exist, an error naming the file if it
 /// cannot be read or parsed.

@@ -88,6 +88,9 @@ pub const RESULT: &str = "result";
 pub const DONE_JSON: &str = "done.json";
 pub const CANCEL: &str = "cancel";
 pub const RUNNER: &str = "runner";
+pub const PROGRESS: &str = "progress";
+pub const WORKFLOW_JSON: &str = "workflow.json";
+pub const WORKFLOW_LOCK: &str = "workflow.lock";
 
 /// The files of one task folder, `tasks/<id>/`.
 #[derive(Clone, Debug)]
@@ -108,6 +111,12 @@ pub struct TaskPaths {
     pub cancel: PathBuf,
     /// The id of the agent whose runner took the task from a pool's inbox.
     pub runner: PathBuf,
+    /// What the agent is doing now (`Bash: cargo test`), as its driver last saw it.
+    pub progress: PathBuf,
+    /// In the first task of a workflow: the workflow's record (`protocol::workflow`).
+    pub workflow: PathBuf,
+    /// Held (flock) by whoever runs the workflow, so that one process at a time does.
+    pub workflow_lock: PathBuf,
 }
 
 impl TaskPaths {
@@ -122,6 +131,9 @@ impl TaskPaths {
             done: dir.join(DONE_JSON),
             cancel: dir.join(CANCEL),
             runner: dir.join(RUNNER),
+            progress: dir.join(PROGRESS),
+            workflow: dir.join(WORKFLOW_JSON),
+            workflow_lock: dir.join(WORKFLOW_LOCK),
             dir,
         }
     }
@@ -206,6 +218,9 @@ pub struct Task {
     /// The runner gives up on the task at this instant (ms since the epoch), if set.
     pub deadline_ms: Option<u64>,
     pub caller_pid: u32,
+    /// The first task of the workflow this task is a step of, if it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<TaskId>,
 }
 
 /// How a task ended.
@@ -257,6 +272,24 @@ pub struct TaskEnd {
     /// The answer (from `result`), once read; never part of `done.json`.
     #[serde(skip)]
     pub answer: Vec<u8>,
+    /// Where the task stood in a workflow, once known; never part of `done.json`.
+    #[serde(skip)]
+    pub place: Option<Place>,
+}
+
+/// A task's place in a workflow: its stage, which attempt it was (retries), which round of its
+/// done-gate, and the workflow's first task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Place {
+    pub workflow: TaskId,
+    /// 1-based.
+    pub stage: u32,
+    /// 1 for the first attempt, 2 for the first retry, ….
+    pub attempt: u32,
+    /// 0 for the first answer, 1 after the gate sent it back once, ….
+    pub round: u32,
+    /// What the done-gate made of its answer, if one judged it.
+    pub gate: Option<super::workflow::Verdict>,
 }
 
 impl TaskEnd {
@@ -274,6 +307,7 @@ impl TaskEnd {
             started_ms: None,
             finished_ms: Some(now),
             answer: Vec::new(),
+            place: None,
         }
     }
 
@@ -287,8 +321,23 @@ impl TaskEnd {
     }
 
     /// The end as `--json` prints it: the fields of `done.json` plus the answer (lossy UTF-8)
-    /// and the time from creation to the end.
+    /// and the time from creation to the end, and, for a step of a workflow, its place
+    /// (`workflow`, `stage`, `attempt`, `round`).
     pub fn to_json(&self) -> serde_json::Value {
+        let mut v = self.json_fields();
+        if let (Some(place), Some(map)) = (&self.place, v.as_object_mut()) {
+            map.insert("workflow".into(), serde_json::json!(place.workflow));
+            map.insert("stage".into(), place.stage.into());
+            map.insert("attempt".into(), place.attempt.into());
+            map.insert("round".into(), place.round.into());
+            if let Some(verdict) = place.gate {
+                map.insert("gate".into(), serde_json::json!(verdict));
+            }
+        }
+        v
+    }
+
+    fn json_fields(&self) -> serde_json::Value {
         serde_json::json!({
             "agent": self.agent,
             "task_id": self.task_id,

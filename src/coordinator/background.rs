@@ -1,0 +1,189 @@
+//! Work no caller waits for: `baton send`, `d` while waiting, the `&` directive. A task's answer
+//! goes to the results inbox of the project the work was sent from (`protocol::results`); a
+//! workflow, which needs someone to deliver its next step, is handed to a detached
+//! `baton supervise ROOT` that takes it over from its record once the caller has let go of the
+//! record's lock. Nothing here is a daemon: the supervisor lives as long as its workflow.
+
+use std::process::{Command, Stdio};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::protocol::results::Inbox;
+use crate::protocol::{State, Store, TaskEnd, TaskId};
+
+/// The key of the results inbox for callers where `config` was read: its project's id, else
+/// `global`.
+pub fn results_key(config: &Config) -> String {
+    config
+        .project
+        .as_ref()
+        .map_or_else(|| "global".to_string(), |p| p.id.clone())
+}
+
+/// The results inbox for callers where `config` was read.
+pub fn results_inbox(store: &Store, config: &Config) -> Inbox {
+    Inbox::new(store, &results_key(config))
+}
+
+/// The variable that hands the record's lock to the supervisor: the number of a descriptor it
+/// inherits, on which the lock is held already.
+pub const LOCK_FD_VAR: &str = "BATON_WORKFLOW_LOCK_FD";
+
+/// Starts `baton supervise ROOT`, detached (its own session, no terminal, no output), to carry
+/// the workflow on. It inherits `lock` (the record's lock, held), so that the lock is never free
+/// between this process letting go and the supervisor taking over.
+pub fn hand_off(
+    store: &Store,
+    root: &TaskId,
+    lock: Option<&crate::protocol::lock::Held>,
+) -> anyhow::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let me = std::env::current_exe()
+        .map_err(|e| Error::Unreachable(format!("finding baton's own binary: {e}")))?;
+    let mut cmd = Command::new(me);
+    cmd.args(["supervise", root.as_str()])
+        .env("BATON_HOME", store.root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(held) = lock {
+        let fd = held.as_raw_fd();
+        cmd.env(LOCK_FD_VAR, fd.to_string());
+        // SAFETY: fcntl(F_SETFD) is async-signal-safe; it only clears close-on-exec on a
+        // descriptor this process owns, in the child about to exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if nix::libc::fcntl(fd, nix::libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    crate::sys::spawn::detached(&mut cmd);
+    // The supervisor is not waited for: it outlives this process, and init reaps it.
+    cmd.spawn()
+        .map(drop)
+        .map_err(|e| Error::Unreachable(format!("starting `baton supervise {root}`: {e}")).into())
+}
+
+/// The record's lock handed over by the caller that started this supervisor, if it did.
+pub fn inherited_lock() -> Option<crate::protocol::lock::Held> {
+    use std::os::fd::FromRawFd;
+    let fd: i32 = std::env::var(LOCK_FD_VAR).ok()?.parse().ok()?;
+    // SAFETY: fcntl(F_GETFD) only reads the flags of descriptor `fd`, if it is open.
+    if unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: the caller that started this process left the descriptor open for it, and
+    // nothing else in this process knows of it (checked open just above).
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    // Not handed on again to what this process starts (a gate).
+    let _ = nix::fcntl::fcntl(
+        &file,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    // The lock is held on it already: taking it again on the same open file only confirms it.
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()
+}
+
+/// Waits for the workflow rooted at `root` to end (`baton wait ROOT`) while someone runs it,
+/// and returns its outcome. Stopping the wait (a signal, the deadline) leaves it running.
+pub fn follow_workflow(
+    store: &Store,
+    root: &TaskId,
+    timeout: Option<std::time::Duration>,
+    caller: &mut super::Caller,
+) -> anyhow::Result<Vec<TaskEnd>> {
+    use std::os::fd::AsFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let task = store.task(root);
+    let first_agent = crate::protocol::workflow::load(&task)?
+        .and_then(|r| r.steps.first().map(|s| s.agent.clone()))
+        .unwrap_or_default();
+    let ended =
+        |state: State, why: String| vec![TaskEnd::new(root, &first_agent, state).with_error(why)];
+    let deadline = timeout.and_then(crate::sys::time::deadline_after);
+    let mut inotify = inotify::Inotify::init()
+        .map_err(|e| super::wait::inotify_error("watching", &task.dir, e))?;
+    inotify
+        .watches()
+        .add(
+            &task.dir,
+            inotify::WatchMask::MOVED_TO | inotify::WatchMask::CREATE,
+        )
+        .map_err(|e| super::wait::inotify_error("watching", &task.dir, e))?;
+    let dead = Arc::new(AtomicBool::new(false));
+    let waker = caller
+        .sigs
+        .waker()
+        .map_err(|e| Error::Environment(format!("creating a waker: {e}")))?;
+    crate::protocol::lock::watch_death(task.workflow_lock.clone(), waker, Arc::clone(&dead))?;
+    loop {
+        if let Some(ends) = outcome(store, root) {
+            return Ok(ends);
+        }
+        if dead.load(Ordering::SeqCst) {
+            return Ok(ended(
+                State::AgentLost,
+                format!("no one runs workflow {root} any more (its supervisor is gone before its end): `baton supervise {root}` carries it on"),
+            ));
+        }
+        if let Some(sig) = caller.sigs.take() {
+            return Ok(ended(
+                State::Cancelled,
+                format!(
+                    "stopped waiting ({}); the workflow goes on",
+                    crate::sys::signals::name(sig)
+                ),
+            ));
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            return Ok(ended(
+                State::Timeout,
+                format!(
+                    "no outcome within {}; the workflow goes on",
+                    timeout.map(crate::sys::time::human).unwrap_or_default()
+                ),
+            ));
+        }
+        let mut poll = crate::poll::Poll::new();
+        poll.add(caller.sigs.fd());
+        poll.add(inotify.as_fd());
+        poll.wait(deadline)
+            .map_err(|e| crate::error::StoreError::io("waiting", &task.dir, e))?;
+        drop(poll);
+        caller.sigs.drain();
+        super::wait::drain_inotify(&mut inotify);
+    }
+}
+
+/// The outcome of background work that starts with task `id`, once it has one: a workflow's
+/// final ends (its record says), else the task's own end. `None` while it runs.
+pub fn outcome(store: &Store, id: &TaskId) -> Option<Vec<TaskEnd>> {
+    let task = store.task(id);
+    match crate::protocol::workflow::load(&task) {
+        Ok(Some(rec)) => {
+            let state = rec.state?;
+            let mut ends = super::ends_of(store, &rec.finals);
+            for e in &mut ends {
+                e.place = rec.place_of(&e.task_id);
+            }
+            if ends.is_empty() {
+                // The workflow ended without a task to show (its supervisor failed early).
+                let agent = rec
+                    .steps
+                    .first()
+                    .map(|s| s.agent.clone())
+                    .unwrap_or_default();
+                let mut end = TaskEnd::new(id, &agent, state);
+                end.error = rec.error.clone();
+                ends.push(end);
+            }
+            Some(ends)
+        }
+        _ => super::end_of(store, id).ok().flatten().map(|e| vec![e]),
+    }
+}

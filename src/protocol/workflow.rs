@@ -1,0 +1,150 @@
+//! A workflow's record: what a run of several tasks — stages of a pipeline, the members of a
+//! fan-out, retries, answers a done-gate sent back — was asked to do and how far it got. It lives
+//! in the folder of the workflow's first task (its *root*), as `workflow.json`, written
+//! atomically after every step by the one process that runs the workflow (it holds
+//! `workflow.lock`): the caller that waits, or, once that caller has let go (`baton send`, a
+//! detach), a detached `baton supervise ROOT` that takes it over from this record alone.
+//!
+//! Invariants: every task the workflow delivered is listed, in the order delivered, with its
+//! place; the request is the root task's `prompt` (stage 1's first attempt gets it unchanged);
+//! `state` is `None` while the workflow runs, and once set, `finals` are the tasks whose answers
+//! are its result.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::store::Store;
+use super::task::{Place, State, TaskId, TaskPaths};
+use crate::error::StoreError;
+
+/// What the workflow was asked to do (what a `Plan` says, as data).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Asked {
+    /// The stages, each the names of its agents (one, a pool, or a fan-out) as the caller gave
+    /// them.
+    pub stages: Vec<Vec<String>>,
+    /// In a fan-out stage, the first answer that succeeds wins.
+    #[serde(default)]
+    pub any: bool,
+    /// `--retries`, when given (else each agent's declared `retries`).
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// `--gate`, when given (else each agent's declared `gate`).
+    #[serde(default)]
+    pub gate: Option<String>,
+    /// `--gate-rounds`, when given (else declared, else 2).
+    #[serde(default)]
+    pub gate_rounds: Option<u32>,
+    #[serde(default)]
+    pub priority: Option<u8>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub queue: bool,
+}
+
+/// How a done-gate judged a task's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Exit 0.
+    Accepted,
+    /// Exit 2: the answer went back to the agent with the gate's output.
+    Rejected,
+    /// Any other end: the task failed.
+    Failed,
+}
+
+/// One task the workflow delivered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub task_id: TaskId,
+    /// The agent (or pool) id it was delivered to.
+    pub agent: String,
+    /// 1-based.
+    pub stage: u32,
+    /// Which of the stage's agents it is for (0-based, in the order given).
+    pub member: u32,
+    pub attempt: u32,
+    pub round: u32,
+    /// The gate's verdict on its answer, once there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<Verdict>,
+}
+
+/// `workflow.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Record {
+    pub root: TaskId,
+    /// The folder the caller stood in: its config names the agents.
+    pub cwd: PathBuf,
+    pub asked: Asked,
+    /// The stage that runs now (1-based).
+    pub stage: u32,
+    pub steps: Vec<Step>,
+    /// For each stage that has ended well, the tasks whose answers it passed on.
+    #[serde(default)]
+    pub passed: Vec<Vec<TaskId>>,
+    /// How the workflow ended; `None` while it runs.
+    #[serde(default)]
+    pub state: Option<State>,
+    /// The tasks whose answers are the result (or whose failure ended it).
+    #[serde(default)]
+    pub finals: Vec<TaskId>,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The results inbox the outcome goes to, when no caller waits for it.
+    #[serde(default)]
+    pub results: Option<String>,
+}
+
+impl Record {
+    pub fn new(root: &TaskId, cwd: PathBuf, asked: Asked) -> Record {
+        Record {
+            root: root.clone(),
+            cwd,
+            asked,
+            stage: 1,
+            steps: Vec::new(),
+            passed: Vec::new(),
+            state: None,
+            finals: Vec::new(),
+            error: None,
+            results: None,
+        }
+    }
+
+    /// The place of task `id` in this workflow, if it is one of its steps.
+    pub fn place_of(&self, id: &TaskId) -> Option<Place> {
+        self.steps.iter().find(|s| &s.task_id == id).map(|s| Place {
+            workflow: self.root.clone(),
+            stage: s.stage,
+            attempt: s.attempt,
+            round: s.round,
+            gate: s.gate,
+        })
+    }
+
+    /// The latest step of each member of `stage`, in member order.
+    pub fn latest(&self, stage: u32) -> Vec<&Step> {
+        let mut out: Vec<&Step> = Vec::new();
+        for s in self.steps.iter().filter(|s| s.stage == stage) {
+            match out.iter_mut().find(|o| o.member == s.member) {
+                Some(o) => *o = s,
+                None => out.push(s),
+            }
+        }
+        out.sort_by_key(|s| s.member);
+        out
+    }
+
+    pub fn save(&self, store: &Store) -> Result<(), StoreError> {
+        super::write_json(&store.task(&self.root).workflow, self)
+    }
+}
+
+/// The record of the workflow rooted at `root`; `None` if the task is not a workflow's root.
+pub fn load(task: &TaskPaths) -> Result<Option<Record>, StoreError> {
+    super::read_json(&task.workflow)
+}
