@@ -95,6 +95,11 @@ enum Cmd {
         #[command(flatten)]
         project: ProjectArg,
     },
+    /// Agent mail: leave an agent a message, read an agent's messages, list mailboxes.
+    Msg {
+        #[command(subcommand)]
+        command: MsgCmd,
+    },
     /// Run a workflow to its end from its record (what `send`, `&` and `d` start, detached).
     #[command(hide = true)]
     Supervise { root: String },
@@ -108,7 +113,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Remove finished tasks older than a duration (default 7d).
+    /// Remove finished tasks older than a duration (default 7d), and agent mail older than
+    /// `message_retention` (default 24h).
     Gc {
         #[arg(long, default_value = "7d", value_parser = parse_duration)]
         older_than: Duration,
@@ -247,6 +253,10 @@ enum InstallTarget {
         /// Show the change without writing it.
         #[arg(long)]
         dry_run: bool,
+        /// Also the chief's hooks (for the top-level session that delegates): background
+        /// results reach it with the next prompt, and wake it when it is idle.
+        #[arg(long)]
+        chief: bool,
     },
 }
 
@@ -356,6 +366,39 @@ enum AgentCmd {
 }
 
 #[derive(Subcommand, Debug)]
+enum MsgCmd {
+    /// Leave agent TO a message (from the agent this runs in, `BATON_AGENT`, else from `you`).
+    Send {
+        /// The agent (by the name you would `baton ask`).
+        to: String,
+        /// The message; `-` reads it from standard input (at most 1 MiB).
+        text: String,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Print an agent's unread messages (without NAME: those of the agent this runs in).
+    Read {
+        name: Option<String>,
+        /// Every message kept, not only the unread ones.
+        #[arg(long)]
+        all: bool,
+        /// Mark them read.
+        #[arg(long)]
+        mark: bool,
+        /// The stored objects, one JSON line each: from, to, timestamp, text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Every mailbox: its agent, how many messages, how many unread.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum ConfigCmd {
     /// Report every error in the config files (exit 2 if any), else what they declare.
     Check {
@@ -458,14 +501,16 @@ fn dispatch(cmd: Cmd) -> Result<Exit> {
                     project,
                     user: _,
                     dry_run,
+                    chief,
                 },
-        } => commands::install::install(project.as_deref(), dry_run),
+        } => commands::install::install(project.as_deref(), dry_run, chief),
         Cmd::Uninstall {
             target:
                 InstallTarget::Claude {
                     project,
                     user: _,
                     dry_run,
+                    chief: _,
                 },
         } => commands::install::uninstall(project.as_deref(), dry_run),
         Cmd::Edit {
@@ -517,8 +562,34 @@ fn dispatch(cmd: Cmd) -> Result<Exit> {
             commands::results::results(&store, &inbox, json, all, mark)
         }
         Cmd::Supervise { root } => tasks::supervise(&Store::open()?, &root),
+        Cmd::Msg { command } => match command {
+            MsgCmd::Send { to, text, project } => {
+                commands::msg::send(&Store::open()?, &project.config()?, &to, &text)
+            }
+            MsgCmd::Read {
+                name,
+                all,
+                mark,
+                json,
+                project,
+            } => commands::msg::read(
+                &Store::open()?,
+                &project.config()?,
+                name.as_deref(),
+                all,
+                mark,
+                json,
+            ),
+            MsgCmd::List { json } => commands::msg::list(&Store::open()?, json),
+        },
         Cmd::Status { json } => status::status(&Store::open()?, json),
-        Cmd::Gc { older_than } => tasks::gc(&Store::open()?, older_than),
+        Cmd::Gc { older_than } => tasks::gc(
+            &Store::open()?,
+            older_than,
+            commands::load_config(None)?
+                .message_retention
+                .map(|s| s.value),
+        ),
         Cmd::Agent { command } => match command {
             AgentCmd::Run { spec } => {
                 let config = spec.project.config()?;

@@ -148,10 +148,12 @@ pub fn parse(prompt: &[u8], is_known: impl Fn(&str) -> bool) -> Result<Option<Di
             b"|" => stages.push(Vec::new()),
             b"--any" => any = true,
             b"&" => background = true,
-            _ if after_bar => return Err(format!(
+            _ if after_bar => {
+                return Err(format!(
                 "stage {} of the pipeline names no agent: a `|` must be followed by @agent names",
                 stages.len()
-            )),
+            ))
+            }
             _ => break,
         }
         remainder = after;

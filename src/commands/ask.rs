@@ -74,8 +74,9 @@ fn plan(args: &AskArgs, wait: bool) -> anyhow::Result<Plan> {
 pub fn ask(store: &Store, args: AskArgs) -> anyhow::Result<Exit> {
     let config = super::load_config(args.project.as_deref())?;
     let plan = plan(&args, true)?;
-    let mut caller = Caller::new(false)?;
+    let mut caller = Caller::watching()?;
     let run = coordinator::workflow::run(store, &config, &plan, &mut caller)?;
+    drop(caller); // the status line is cleared before the answer is printed
     if args.format == Format::Json && run.root.is_some() {
         // A workflow: every task it ran, each with its place; the outcome decides the code.
         return super::print_history(&run.history, &run.ends);

@@ -14,14 +14,44 @@ use crate::exit::Exit;
 
 type Result<T> = anyhow::Result<T>;
 
-/// Claude Code's events and the `baton hook` kind that receives each.
-const EVENTS: [(&str, &str); 5] = [
-    ("SessionStart", "claude-session-start"),
-    ("UserPromptSubmit", "claude-prompt"),
-    ("Stop", "claude-stop"),
-    ("StopFailure", "claude-stop-failure"),
-    ("Notification", "claude-notification"),
+/// One hook baton installs: Claude Code's event, the `baton hook` kind that receives it, and
+/// whether it is the chief's (installed with `--chief`).
+struct Hook {
+    event: &'static str,
+    kind: &'static str,
+    chief: bool,
+}
+
+const fn hook(event: &'static str, kind: &'static str, chief: bool) -> Hook {
+    Hook { event, kind, chief }
+}
+
+/// Every hook baton installs. The agents' hooks do nothing outside an agent baton started; the
+/// chief's do nothing inside one.
+const HOOKS: [Hook; 10] = [
+    hook("SessionStart", "claude-session-start", false),
+    hook("UserPromptSubmit", "claude-prompt", false),
+    hook("Stop", "claude-stop", false),
+    hook("StopFailure", "claude-stop-failure", false),
+    hook("Notification", "claude-notification", false),
+    hook("PreToolUse", "claude-pre-tool", false),
+    hook("PostToolUse", "claude-post-tool", false),
+    hook("UserPromptSubmit", "chief-prompt", true),
+    hook("SessionStart", "chief-wait", true),
+    hook("Stop", "chief-wait", true),
 ];
+
+/// The settings entry for hook `kind`: the chief's waiter runs in the background and wakes an
+/// idle session when it exits 2 (`asyncRewake`), within the timeout given here.
+fn entry(baton: &str, kind: &str) -> Value {
+    let command = format!("{baton} hook {kind}");
+    if kind == "chief-wait" {
+        json!({"type": "command", "command": command, "asyncRewake": true,
+               "timeout": crate::hook::chief::WAIT_TIMEOUT_S})
+    } else {
+        json!({"type": "command", "command": command})
+    }
+}
 
 fn settings_path(project: Option<&Path>) -> Result<PathBuf> {
     match project {
@@ -95,13 +125,14 @@ fn object<'a>(v: &'a mut Value, key: &str, path: &Path) -> Result<&'a mut Map<St
         })
 }
 
-pub fn install(project: Option<&Path>, dry_run: bool) -> Result<Exit> {
+pub fn install(project: Option<&Path>, dry_run: bool, chief: bool) -> Result<Exit> {
     let path = settings_path(project)?;
     let (text, before) = load(&path)?;
     let mut after = before.clone();
     let baton = baton_command();
     let hooks = object(&mut after, "hooks", &path)?;
-    for (event, kind) in EVENTS {
+    for Hook { event, kind, .. } in HOOKS.iter().filter(|h| chief || !h.chief) {
+        let (event, kind) = (*event, *kind);
         let groups = hooks.entry(event).or_insert_with(|| json!([]));
         let Some(groups) = groups.as_array_mut() else {
             return Err(usage(format!(
@@ -119,9 +150,7 @@ pub fn install(project: Option<&Path>, dry_run: bool) -> Result<Exit> {
             })
         });
         if !present {
-            groups.push(
-                json!({"hooks": [{"type": "command", "command": format!("{baton} hook {kind}")}]}),
-            );
+            groups.push(json!({"hooks": [entry(&baton, kind)]}));
         }
     }
     let changed = write(&path, text.as_deref(), &before, &after, dry_run)?;
@@ -140,7 +169,8 @@ pub fn uninstall(project: Option<&Path>, dry_run: bool) -> Result<Exit> {
     let (text, before) = load(&path)?;
     let mut after = before.clone();
     if let Some(hooks) = after.get_mut("hooks").and_then(Value::as_object_mut) {
-        for (event, kind) in EVENTS {
+        for Hook { event, kind, .. } in &HOOKS {
+            let (event, kind) = (*event, *kind);
             let Some(groups) = hooks.get_mut(event).and_then(Value::as_array_mut) else {
                 continue;
             };

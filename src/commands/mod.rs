@@ -6,6 +6,7 @@ pub mod agent;
 pub mod ask;
 pub mod demo;
 pub mod install;
+pub mod msg;
 pub mod results;
 pub mod status;
 pub mod tasks;
@@ -20,10 +21,14 @@ use crate::exit::{self, Exit};
 use crate::protocol::TaskEnd;
 
 /// The config in effect for a command: the project of `project` if given (`--project DIR`),
-/// else of the current folder.
+/// else, inside a project's agent, that project's (`BATON_PROJECT`, which its runner sets), else
+/// the current folder's.
 pub fn load_config(project: Option<&Path>) -> anyhow::Result<Config> {
-    let dir = match project {
-        Some(dir) => std::fs::canonicalize(dir)
+    let inside = std::env::var_os("BATON_PROJECT")
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from);
+    let dir = match project.map(Path::to_path_buf).or(inside) {
+        Some(dir) => std::fs::canonicalize(&dir)
             .map_err(|e| usage(format!("--project {}: {e}", dir.display())))?,
         None => std::env::current_dir()
             .map_err(|e| usage(format!("reading the current folder: {e}")))?,

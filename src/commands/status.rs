@@ -28,6 +28,10 @@ pub struct Row {
     pub pool: Option<String>,
     /// The git branch of its own worktree.
     pub branch: Option<String>,
+    /// Messages waiting unread in its mailbox.
+    pub unread: usize,
+    /// The done-gates running on its answers: (task id, command).
+    pub gates: Vec<(String, String)>,
 }
 
 fn row(paths: &AgentPaths) -> Row {
@@ -65,6 +69,8 @@ fn row(paths: &AgentPaths) -> Row {
         project: spec.as_ref().and_then(|s| s.project.clone()),
         pool: spec.as_ref().and_then(|s| s.pool.clone()),
         branch: spec.and_then(|s| s.branch),
+        unread: 0,
+        gates: crate::coordinator::gate::running(paths),
     }
 }
 
@@ -102,6 +108,8 @@ fn named_row(store: &Store, name: &str) -> Option<Row> {
             project: None,
             pool: None,
             branch: None,
+            unread: 0,
+            gates: Vec::new(),
         }),
     }
 }
@@ -110,6 +118,11 @@ fn named_row(store: &Store, name: &str) -> Option<Row> {
 /// by a few threads at once.
 pub fn rows(store: &Store) -> anyhow::Result<Vec<Row>> {
     let mut rows = read_rows(store)?;
+    for mb in crate::protocol::mail::all(store) {
+        if let Some(r) = rows.iter_mut().find(|r| r.name == mb.agent) {
+            r.unread = crate::protocol::mail::unread(&mb);
+        }
+    }
     // A pool's folder holds only its inbox: it belongs to its members' project.
     let projects: Vec<(String, Option<PathBuf>)> = rows
         .iter()
@@ -190,6 +203,8 @@ pub fn status(store: &Store, json_out: bool) -> anyhow::Result<Exit> {
                     "queued": r.queued, "tasks_done": r.done, "current_task": r.current,
                     "last_active": r.last_active, "problem": r.problem,
                     "project": r.project, "pool": r.pool, "branch": r.branch,
+                    "unread": r.unread,
+                    "gates": r.gates.iter().map(|(t, c)| json!({"task_id": t, "command": c})).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -223,8 +238,8 @@ pub fn table(rows: &[Row], queue: &[Waiting]) -> String {
         }
         let _ = writeln!(
             out,
-            "  {:<24} {:<10} {:>8} {:<6} {:>6} {:>6}  CURRENT",
-            "AGENT", "STATE", "PID", "DRIVER", "QUEUED", "DONE"
+            "  {:<24} {:<10} {:>8} {:<6} {:>6} {:>6} {:>4}  CURRENT",
+            "AGENT", "STATE", "PID", "DRIVER", "QUEUED", "DONE", "MAIL"
         );
         let group: Vec<&Row> = rows
             .iter()
@@ -275,15 +290,19 @@ fn line(out: &mut String, r: &Row, indent: &str) {
     };
     let _ = writeln!(
         out,
-        "  {:<24} {:<10} {:>8} {:<6} {:>6} {:>6}  {}",
+        "  {:<24} {:<10} {:>8} {:<6} {:>6} {:>6} {:>4}  {}",
         shown,
         r.state,
         r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
         r.driver,
         r.queued,
         r.done.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+        r.unread,
         r.current.as_deref().unwrap_or("-"),
     );
+    for (task, command) in &r.gates {
+        let _ = writeln!(out, "    gate running on task {task}: {command}");
+    }
     if let Some(p) = &r.problem {
         let _ = writeln!(out, "    problem: {p}");
     }

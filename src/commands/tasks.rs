@@ -128,7 +128,14 @@ pub fn cancel(store: &Store, ids: &[String]) -> anyhow::Result<Exit> {
 
 /// Removes finished tasks whose `done.json` is older than `older_than`. Unfinished tasks, and
 /// tasks someone is waiting on, are never removed.
-pub fn gc(store: &Store, older_than: Duration) -> anyhow::Result<Exit> {
+/// How long agent mail is kept when the config does not say.
+pub const MESSAGE_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+pub fn gc(
+    store: &Store,
+    older_than: Duration,
+    message_retention: Option<Duration>,
+) -> anyhow::Result<Exit> {
     let cutoff = SystemTime::now()
         .checked_sub(older_than)
         .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -176,6 +183,15 @@ pub fn gc(store: &Store, older_than: Duration) -> anyhow::Result<Exit> {
         0 => String::new(),
         n => format!(" and {n} someone is waiting on"),
     };
-    println!("removed {removed} finished task(s); kept {kept}{waited}");
+    let mut purged = 0;
+    for mailbox in crate::protocol::mail::all(store) {
+        purged +=
+            crate::protocol::mail::purge(&mailbox, message_retention.unwrap_or(MESSAGE_RETENTION))?;
+    }
+    let mail = match purged {
+        0 => String::new(),
+        n => format!("; {n} old message(s) purged"),
+    };
+    println!("removed {removed} finished task(s); kept {kept}{waited}{mail}");
     Ok(Exit::Ok)
 }

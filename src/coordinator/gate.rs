@@ -202,7 +202,7 @@ fn wait(
             if let Some(fd) = &pidfd {
                 poll.add(fd.as_fd());
             }
-            let key = tty.as_deref().map(|t| poll.add(t.fd()));
+            let key = tty.as_deref().and_then(|t| t.keys()).map(|fd| poll.add(fd));
             // Without a pidfd (an old kernel) the gate's end is noticed when its output closes.
             let _ = poll.wait(deadline);
             (

@@ -46,6 +46,14 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// A caller that shows a status line on the terminal (if standard error is one) without
+    /// taking its keys: `baton ask` at a shell.
+    pub fn watching() -> anyhow::Result<Caller> {
+        let mut caller = Caller::new(false)?;
+        caller.tty = Tty::status_only();
+        Ok(caller)
+    }
+
     /// Installs the stop signals; with `terminal`, takes the terminal if there is one.
     pub fn new(terminal: bool) -> anyhow::Result<Caller> {
         let sigs = Signals::install(&signals::STOP_SIGNALS).map_err(|e| {

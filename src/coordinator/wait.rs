@@ -149,7 +149,8 @@ pub fn wait(
         }
         let mut redraw = None;
         if let Some(t) = tty.as_deref_mut() {
-            t.status(&status_line(pending));
+            let keys = t.keys().is_some();
+            t.status(&status_line(pending, keys));
             redraw = Some(Instant::now() + Duration::from_secs(1));
         }
         let deadline = earliest([opts.deadline, redraw]);
@@ -267,7 +268,7 @@ fn sleep(
             .enumerate()
             .filter_map(|(i, p)| p.socket.as_ref().map(|s| (i, poll.add(s.as_fd()))))
             .collect();
-        let key = tty.map(|t| poll.add(t.fd()));
+        let key = tty.and_then(|t| t.keys()).map(|fd| poll.add(fd));
         poll.wait(deadline)
             .map_err(|e| StoreError::io("waiting", store.root(), e))?;
         let ended: Vec<usize> = sockets
@@ -404,7 +405,7 @@ fn fall_back(
 }
 
 /// What a person sees while waiting: agent, state, elapsed, last line of output.
-fn status_line(pending: &[Pending]) -> String {
+fn status_line(pending: &[Pending], keys: bool) -> String {
     let Some(p) = pending.iter().find(|p| !p.done) else {
         return String::new();
     };
@@ -431,13 +432,18 @@ fn status_line(pending: &[Pending]) -> String {
         .or_else(|| store::last_line(&p.task.output))
         .map(|l| format!(" │ {l}"))
         .unwrap_or_default();
-    let attach = if inside_tmux() && tmux_place(&p.agent).is_some() {
+    let attach = if keys && inside_tmux() && tmux_place(&p.agent).is_some() {
         " · a show its window"
     } else {
         ""
     };
+    let help = if keys {
+        "Ctrl-C cancel · d detach"
+    } else {
+        "Ctrl-C cancels"
+    };
     format!(
-        "baton: {}@{}{more} {state} {elapsed}{last} │ Ctrl-C cancel · d detach{attach}",
+        "baton: {}@{}{more} {state} {elapsed}{last} │ {help}{attach}",
         p.label,
         crate::protocol::agent::name_of(p.agent.name())
     )

@@ -35,6 +35,7 @@ pub struct Claude {
     session: Session,
     proc: Option<Piped>,
     output: Option<PathBuf>,
+    progress: Option<PathBuf>,
 }
 
 impl Claude {
@@ -63,6 +64,7 @@ impl Claude {
             session,
             proc: None,
             output: None,
+            progress: None,
         };
         claude.save()?;
         Ok(claude)
@@ -111,6 +113,31 @@ impl Claude {
         ended
     }
 
+    /// Writes the task's progress from an assistant message's tool calls (the last one wins).
+    fn note_tools(&self, v: &serde_json::Value) {
+        let (Some(path), Some(content)) = (
+            self.progress.as_deref(),
+            v.pointer("/message/content").and_then(|c| c.as_array()),
+        ) else {
+            return;
+        };
+        let step = content
+            .iter()
+            .rev()
+            .filter(|c| c.get("type").and_then(|t| t.as_str()) == Some("tool_use"))
+            .filter_map(|c| {
+                let name = c.get("name")?.as_str()?;
+                Some(super::tool_step(
+                    name,
+                    c.get("input").unwrap_or(&serde_json::Value::Null),
+                ))
+            })
+            .next();
+        if let Some(step) = step {
+            super::write_progress(path, &step);
+        }
+    }
+
     /// Handles one stdout line; `Some` when it ends the turn.
     fn line(&mut self, line: &[u8]) -> Option<Finished> {
         let v: serde_json::Value = serde_json::from_slice(line).ok()?;
@@ -120,8 +147,13 @@ impl Claude {
                 let _ = self.save();
             }
         }
-        if v.get("type").and_then(|t| t.as_str()) != Some("result") {
-            return None;
+        match v.get("type").and_then(|t| t.as_str()) {
+            Some("result") => {}
+            Some("assistant") => {
+                self.note_tools(&v);
+                return None;
+            }
+            _ => return None,
         }
         let text = v
             .get("result")
@@ -160,6 +192,7 @@ impl Driver for Claude {
             .map_err(|e| DriverError::io("encoding the prompt", e.into()))?;
         line.push(b'\n');
         self.output = Some(task.output.to_path_buf());
+        self.progress = Some(task.progress.to_path_buf());
         let proc = self.ensure()?;
         proc.buf.clear();
         proc.stdin

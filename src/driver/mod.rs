@@ -25,6 +25,38 @@ pub struct TaskCtx<'a> {
     pub output: &'a Path,
     /// `output`, already created (mode 0600) by the runner, open for writing.
     pub output_file: File,
+    /// Where a driver that can tell says what the agent does now (`Bash: cargo test`).
+    pub progress: &'a Path,
+}
+
+/// The longest step written to a task's `progress`.
+const MAX_STEP: usize = 160;
+
+/// A tool call as a person reads it on the status line: `Bash: cargo test`, `Edit: src/auth.rs`,
+/// the tool's name and its main argument.
+pub fn tool_step(name: &str, input: &serde_json::Value) -> String {
+    let arg = |k: &str| input.get(k).and_then(|v| v.as_str());
+    let detail = arg("command")
+        .or_else(|| arg("file_path"))
+        .or_else(|| arg("path"))
+        .or_else(|| arg("pattern"))
+        .or_else(|| arg("url"))
+        .or_else(|| arg("description"))
+        .or_else(|| arg("query"));
+    let line = match detail {
+        Some(d) => format!(
+            "{name}: {}",
+            d.split_whitespace().collect::<Vec<_>>().join(" ")
+        ),
+        None => name.to_string(),
+    };
+    line.chars().take(MAX_STEP).collect()
+}
+
+/// Says what the agent does now, in the task's `progress` (best effort: a status line is not
+/// worth failing a task for).
+pub fn write_progress(path: &Path, step: &str) {
+    let _ = crate::protocol::store::write_atomic(path, step.as_bytes());
 }
 
 /// How a task finished: `Ok` with the exit status of its process (if it had one), or the

@@ -66,6 +66,8 @@ pub struct Tmux {
     phase: Phase,
     permission: bool,
     output: Option<PathBuf>,
+    /// The task in flight's `progress`.
+    progress: Option<PathBuf>,
     gone: Option<String>,
     buffer: String,
 }
@@ -219,6 +221,7 @@ impl Tmux {
             phase,
             permission: false,
             output: None,
+            progress: None,
             gone: None,
             buffer: format!("baton-{}", opts.name),
         })
@@ -310,6 +313,23 @@ impl Tmux {
                     }
                     _ => {}
                 },
+                "PreToolUse" | "PostToolUse" if in_flight => {
+                    if let (Some(path), Some(name)) = (
+                        self.progress.as_deref(),
+                        data.get("tool_name").and_then(|n| n.as_str()),
+                    ) {
+                        let step = super::tool_step(
+                            name,
+                            data.get("tool_input").unwrap_or(&serde_json::Value::Null),
+                        );
+                        let step = if event == "PostToolUse" {
+                            format!("thinking (after {step})")
+                        } else {
+                            step
+                        };
+                        super::write_progress(path, &step);
+                    }
+                }
                 "TmuxExit" => {
                     self.gone = Some(format!(
                         "the agent's tmux window {} closed",
@@ -337,6 +357,7 @@ impl Driver for Tmux {
         self.tmux(&["paste-buffer", "-p", "-d", "-b", &self.buffer, "-t", &win])?;
         self.enter()?;
         self.output = Some(task.output.to_path_buf());
+        self.progress = Some(task.progress.to_path_buf());
         self.phase = Phase::Delivering {
             deadline: Instant::now() + self.submit_wait,
             retried: false,

@@ -14,12 +14,14 @@ use crate::protocol::{store, Store};
 use crate::sys::time;
 
 /// The hook kinds, with the `hook_event_name` each expects from Claude Code.
-pub const KINDS: [(&str, &str); 6] = [
+pub const KINDS: [(&str, &str); 8] = [
     ("claude-session-start", "SessionStart"),
     ("claude-prompt", "UserPromptSubmit"),
     ("claude-stop", "Stop"),
     ("claude-stop-failure", "StopFailure"),
     ("claude-notification", "Notification"),
+    ("claude-pre-tool", "PreToolUse"),
+    ("claude-post-tool", "PostToolUse"),
     ("tmux-exit", ""),
 ];
 

@@ -8,6 +8,7 @@ pub mod agent;
 pub mod control;
 pub mod inbox;
 pub mod lock;
+pub mod mail;
 pub mod results;
 pub mod store;
 pub mod task;

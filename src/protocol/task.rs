@@ -89,6 +89,7 @@ pub const DONE_JSON: &str = "done.json";
 pub const CANCEL: &str = "cancel";
 pub const RUNNER: &str = "runner";
 pub const PROGRESS: &str = "progress";
+pub const DELIVERED: &str = "delivered";
 pub const WORKFLOW_JSON: &str = "workflow.json";
 pub const WORKFLOW_LOCK: &str = "workflow.lock";
 
@@ -113,6 +114,8 @@ pub struct TaskPaths {
     pub runner: PathBuf,
     /// What the agent is doing now (`Bash: cargo test`), as its driver last saw it.
     pub progress: PathBuf,
+    /// The prompt as handed to the agent, when its runner put its unread mail before it.
+    pub delivered: PathBuf,
     /// In the first task of a workflow: the workflow's record (`protocol::workflow`).
     pub workflow: PathBuf,
     /// Held (flock) by whoever runs the workflow, so that one process at a time does.
@@ -132,6 +135,7 @@ impl TaskPaths {
             cancel: dir.join(CANCEL),
             runner: dir.join(RUNNER),
             progress: dir.join(PROGRESS),
+            delivered: dir.join(DELIVERED),
             workflow: dir.join(WORKFLOW_JSON),
             workflow_lock: dir.join(WORKFLOW_LOCK),
             dir,

@@ -67,6 +67,8 @@ struct Runner<'a> {
     pool: Option<AgentPaths>,
     /// The global limit on tasks running at once (`max_concurrent`), if one is set.
     max_concurrent: Option<u32>,
+    /// The driver is a Claude Code: its unread mail goes before its next task.
+    reads_mail: bool,
 }
 
 /// Runs the agent in the foreground until a stop signal. With `notify_ready`, `ready PID` is
@@ -186,6 +188,7 @@ impl<'a> Runner<'a> {
             trouble: None,
             pool,
             max_concurrent: spec.max_concurrent,
+            reads_mail: matches!(spec.driver, DriverKind::Claude | DriverKind::Tmux),
         })
     }
 }

@@ -148,5 +148,10 @@ pub(super) fn agent_env(
     set("BATON_AGENT".into(), spec.name.clone().into());
     set("BATON_HOME".into(), store.root().into());
     set("BATON_SESSION_ID".into(), session.into());
+    // A project's agent names its peers by their names in that project, wherever it runs (its
+    // worktree is not under the project's folder).
+    if let Some(project) = &spec.project {
+        set("BATON_PROJECT".into(), project.into());
+    }
     Ok(env)
 }

@@ -283,6 +283,47 @@ impl Runner<'_> {
         self.write_status()
     }
 
+    /// The prompt file the driver is given: the task's own, or — for a Claude Code agent with
+    /// unread mail — `delivered`, the mail (delimited) and then the prompt; the mail is marked
+    /// read once it is written there.
+    fn prompt_with_mail(&mut self, task: &TaskPaths) -> std::path::PathBuf {
+        if !self.reads_mail {
+            return task.prompt.clone();
+        }
+        let mailbox = crate::protocol::mail::Mailbox::new(self.store, self.paths.name());
+        let Ok((messages, upto)) = crate::protocol::mail::read(&mailbox, false) else {
+            return task.prompt.clone();
+        };
+        if messages.is_empty() {
+            return task.prompt.clone();
+        }
+        let mut text = String::from("=== baton: messages for you ===\n");
+        for m in &messages {
+            text.push_str(&format!(
+                "from {} at {}:\n{}\n",
+                crate::protocol::agent::name_of(&m.from),
+                m.timestamp,
+                m.text.trim_end()
+            ));
+        }
+        text.push_str("=== baton: end of messages; your task follows ===\n");
+        let mut bytes = text.into_bytes();
+        match store::read_nofollow(&task.prompt) {
+            Ok(prompt) => bytes.extend_from_slice(&prompt),
+            Err(_) => return task.prompt.clone(),
+        }
+        if store::write_atomic(&task.delivered, &bytes).is_err() {
+            return task.prompt.clone();
+        }
+        let _ = crate::protocol::mail::mark(&mailbox, upto);
+        self.say(&format!(
+            "task {}: {} message(s) delivered before it",
+            task.id,
+            messages.len()
+        ));
+        task.delivered.clone()
+    }
+
     /// Runs the task with the driver, watching for a cancel request, a stop signal and the
     /// deadline.
     fn execute(&mut self, envelope: &Task, task: &TaskPaths) -> anyhow::Result<TaskEnd> {
@@ -315,11 +356,13 @@ impl Runner<'_> {
             }
         };
         self.unwatched = wd.is_none();
+        let prompt = self.prompt_with_mail(task);
         let ctx = TaskCtx {
             id,
-            prompt: &task.prompt,
+            prompt: &prompt,
             output: &task.output,
             output_file,
+            progress: &task.progress,
         };
         // Start first, then say so: the status and the log are written while the task runs.
         let started = self.driver.start(ctx);

@@ -14,7 +14,9 @@ pub const CTRL_C: u8 = 0x03;
 
 pub struct Tty {
     file: File,
-    saved: Termios,
+    /// The settings found, restored on the way out; `None` for a status line only (the terminal's
+    /// settings and its keys are left alone).
+    saved: Option<Termios>,
     restored: bool,
 }
 
@@ -40,11 +42,32 @@ impl Tty {
         termios::tcsetattr(&file, SetArg::TCSANOW, &raw).ok()?;
         Some(Tty {
             file,
-            saved,
+            saved: Some(saved),
             restored: false,
         })
     }
 
+    /// A status line on the terminal, if standard error is one, leaving its settings and its keys
+    /// alone (for `baton ask` at a shell: Ctrl-C stays a signal, typed-ahead keys stay the
+    /// shell's).
+    pub fn status_only() -> Option<Tty> {
+        if !nix::unistd::isatty(io::stderr()).unwrap_or(false) {
+            return None;
+        }
+        let file = OpenOptions::new().write(true).open("/dev/tty").ok()?;
+        Some(Tty {
+            file,
+            saved: None,
+            restored: false,
+        })
+    }
+
+    /// The terminal to read keys from; `None` for a status line only.
+    pub fn keys(&self) -> Option<BorrowedFd<'_>> {
+        self.saved.as_ref().map(|_| self.file.as_fd())
+    }
+
+    /// The terminal (for a prompt that needs a key).
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
     }
@@ -97,8 +120,10 @@ impl Tty {
         self.restored = true;
         let _ = write!(self.file, "\r\x1b[2K");
         let _ = self.file.flush();
-        let _ = termios::tcflush(&self.file, FlushArg::TCIFLUSH);
-        let _ = termios::tcsetattr(&self.file, SetArg::TCSANOW, &self.saved);
+        if let Some(saved) = &self.saved {
+            let _ = termios::tcflush(&self.file, FlushArg::TCIFLUSH);
+            let _ = termios::tcsetattr(&self.file, SetArg::TCSANOW, saved);
+        }
     }
 }
 
