@@ -290,6 +290,22 @@ pub fn format_answers(ends: &[TaskEnd], headed: bool) -> Vec<u8> {
     out
 }
 
+/// What the answers become in `file`: headed answers; in one of git's files, the answer above
+/// git's comment block, which is kept as it was (git strips it when it reads the file back).
+fn answer_text(file: &Path, ends: &[TaskEnd]) -> Vec<u8> {
+    let answers = format_answers(ends, !is_git_file(file));
+    if !is_git_file(file) {
+        return answers;
+    }
+    let Ok(original) = fs::read(file) else {
+        return answers;
+    };
+    let comment = crate::git::comment(&crate::git::entries(Path::new(".")));
+    let comment = crate::git::message::comment_for(&comment, &original);
+    let (_, block) = crate::git::message::split(&original, &comment);
+    crate::git::message::compose(&answers, b"", block)
+}
+
 /// Replaces the file's content with the answers, atomically, keeping its permissions. On
 /// failure the file is unchanged and the answers stay in their task folders.
 fn write_answer(file: &Path, ends: &[TaskEnd]) -> anyhow::Result<()> {
@@ -310,7 +326,7 @@ fn write_answer(file: &Path, ends: &[TaskEnd]) -> anyhow::Result<()> {
         let mut tmp = tempfile::Builder::new()
             .prefix(".baton-")
             .tempfile_in(dir)?;
-        tmp.write_all(&format_answers(ends, !is_git_file(file)))?;
+        tmp.write_all(&answer_text(file, ends))?;
         if let Some(p) = perms {
             let _ = fs::set_permissions(tmp.path(), p);
         }

@@ -11,6 +11,7 @@ mod claude_code;
 mod core;
 mod editor;
 mod faults;
+mod git;
 mod hardening;
 mod limits;
 mod protocol;
