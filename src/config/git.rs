@@ -38,6 +38,30 @@ pub struct GitConfig {
 }
 
 impl GitConfig {
+    /// Each key that is set, as `git.key = value`, with where it was set (for `config show`).
+    pub fn lines(&self) -> Vec<(String, &super::Origin)> {
+        let mut out = Vec::new();
+        for (key, s) in [
+            ("commit_agent", &self.commit_agent),
+            ("review_agent", &self.review_agent),
+        ] {
+            if let Some(s) = s {
+                out.push((format!("git.{key} = {:?}", s.value), &s.origin));
+            }
+        }
+        if let Some(s) = &self.timeout {
+            let human = crate::sys::time::human(s.value);
+            out.push((format!("git.timeout = {human:?}"), &s.origin));
+        }
+        if let Some(s) = &self.on_failure {
+            out.push((
+                format!("git.on_failure = {:?}", s.value.as_str()),
+                &s.origin,
+            ));
+        }
+        out
+    }
+
     /// This table (a later file's) over `under` (an earlier file's), key by key.
     pub fn over(self, under: GitConfig) -> GitConfig {
         GitConfig {

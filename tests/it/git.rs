@@ -213,6 +213,12 @@ fn git_commit_opens_the_editor_on_a_draft_from_the_staged_diff() {
         ),
     )
     .unwrap();
+    let show = baton(&env, &dir, &["config", "show"]).ok();
+    assert!(
+        show.stdout.contains("git.commit_agent = \"writer\""),
+        "{}",
+        show.stdout
+    );
     let out = baton(&env, &dir, &["install", "git"]).ok();
     assert!(
         out.stdout.contains("prepare-commit-msg: installed"),
