@@ -15,6 +15,7 @@ mod git;
 mod hardening;
 mod limits;
 mod protocol;
+mod scripts;
 mod team;
 mod tmux_driver;
 mod tty;
