@@ -8,26 +8,17 @@
 //! that environment away before anything long-lived (an agent's runner started on demand) is
 //! started from the hook.
 //!
-//! Settings: git config (`baton.commitAgent`, `baton.reviewAgent`, `baton.timeout`,
-//! `baton.onFailure`, `baton.draftFor`, at any level git reads) wins over the `[git]` table of
-//! the project's `.baton.toml`, which wins over the user's `config.toml`. An empty value turns a
-//! setting off, whatever the files below it say.
+//! The parts: `settings` (git config over the `[git]` table of the config files), `diff` (the
+//! staged changes, bounded), `message` (git's message files and their comment block).
 
 pub mod diff;
 pub mod message;
+mod settings;
+
+pub use settings::{settings, Settings, Sourced, DEFAULT_TIMEOUT, SOURCES};
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
-
-use crate::config::{Config, OnFailure};
-
-/// How long a hook waits for its agent when nothing says otherwise.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The sources of a message (the second argument of prepare-commit-msg) that `baton.draftFor`
-/// may name; a plain `git commit` (no source) is always drafted for.
-pub const SOURCES: [&str; 5] = ["message", "template", "merge", "squash", "commit"];
 
 /// `git ARGS` in `dir`: its standard output, or what went wrong (git's own message).
 pub fn run(dir: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
@@ -99,11 +90,6 @@ pub fn entries(dir: &Path) -> Vec<Entry> {
     found
 }
 
-/// The last value of `key` (lower case), with where it was set.
-fn last<'a>(entries: &'a [Entry], key: &str) -> Option<&'a Entry> {
-    entries.iter().rev().find(|e| e.key == key)
-}
-
 /// What marks a comment line in git's message files (`core.commentString`, else
 /// `core.commentChar`, whichever git read last; `#` if neither).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,164 +111,6 @@ pub fn comment(entries: &[Entry]) -> Comment {
         None => Comment::Fixed("#".into()),
         Some("auto") => Comment::Auto,
         Some(v) => Comment::Fixed(v.into()),
-    }
-}
-
-/// A setting and where it came from, for messages and `baton install git --check`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Sourced<T> {
-    pub value: T,
-    pub from: String,
-}
-
-/// What the hooks do, from git config and the config files.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// The agent that drafts messages (prepare-commit-msg).
-    pub commit_agent: Option<Sourced<String>>,
-    /// The agent that reviews them (commit-msg).
-    pub review_agent: Option<Sourced<String>>,
-    pub timeout: Sourced<Duration>,
-    /// What the gate does when the review fails or times out.
-    pub on_failure: Sourced<OnFailure>,
-    /// Sources of a message besides a plain commit that the commit agent drafts for.
-    pub draft_for: Vec<String>,
-    /// Settings that could not be used, each one line (the default is used instead).
-    pub problems: Vec<String>,
-}
-
-fn from_git(e: &Entry) -> String {
-    let origin = e.origin.strip_prefix("file:").unwrap_or(&e.origin);
-    let origin = if origin.is_empty() || origin == "command line:" {
-        "the command line".to_string()
-    } else {
-        origin.to_string()
-    };
-    format!("git config {} in {origin}", display_key(&e.key))
-}
-
-/// `baton.commitagent` as the README writes it: `baton.commitAgent`.
-fn display_key(key: &str) -> &str {
-    const NAMES: [&str; 5] = [
-        "baton.commitAgent",
-        "baton.reviewAgent",
-        "baton.timeout",
-        "baton.onFailure",
-        "baton.draftFor",
-    ];
-    NAMES
-        .iter()
-        .find(|n| n.eq_ignore_ascii_case(key))
-        .copied()
-        .unwrap_or(key)
-}
-
-/// The settings in effect: git config over `config` (the files, if they could be read).
-pub fn settings(entries: &[Entry], config: Option<&Config>) -> Settings {
-    let mut problems = Vec::new();
-    let git = config.map(|c| &c.git);
-    let agent =
-        |key: &str, file: Option<&crate::config::Setting<String>>, problems: &mut Vec<String>| {
-            if let Some(e) = last(entries, key) {
-                let name = e.value.clone().unwrap_or_default();
-                if name.is_empty() {
-                    return None; // turned off here, whatever the files say
-                }
-                if let Err(err) = crate::protocol::agent::validate_name(&name) {
-                    problems.push(format!("{}: {err}; it is ignored", from_git(e)));
-                    return None;
-                }
-                return Some(Sourced {
-                    value: name,
-                    from: from_git(e),
-                });
-            }
-            file.filter(|s| !s.value.is_empty()).map(|s| Sourced {
-                value: s.value.clone(),
-                from: s.origin.to_string(),
-            })
-        };
-    let commit_agent = agent(
-        "baton.commitagent",
-        git.and_then(|g| g.commit_agent.as_ref()),
-        &mut problems,
-    );
-    let review_agent = agent(
-        "baton.reviewagent",
-        git.and_then(|g| g.review_agent.as_ref()),
-        &mut problems,
-    );
-    let file_timeout = git.and_then(|g| g.timeout.as_ref()).map(|s| Sourced {
-        value: s.value,
-        from: s.origin.to_string(),
-    });
-    let default_timeout = || Sourced {
-        value: DEFAULT_TIMEOUT,
-        from: "the default".into(),
-    };
-    let timeout = match last(entries, "baton.timeout") {
-        Some(e) => match crate::sys::time::parse_duration(e.value.as_deref().unwrap_or("")) {
-            Ok(d) => Sourced {
-                value: d,
-                from: from_git(e),
-            },
-            Err(why) => {
-                problems.push(format!("{}: {why}; using {}", from_git(e), "the default"));
-                file_timeout.unwrap_or_else(default_timeout)
-            }
-        },
-        None => file_timeout.unwrap_or_else(default_timeout),
-    };
-    let file_on_failure = git.and_then(|g| g.on_failure.as_ref()).map(|s| Sourced {
-        value: s.value,
-        from: s.origin.to_string(),
-    });
-    let default_on_failure = || Sourced {
-        value: OnFailure::Accept,
-        from: "the default".into(),
-    };
-    let on_failure = match last(entries, "baton.onfailure") {
-        Some(e) => match e.value.as_deref().map(str::to_ascii_lowercase).as_deref() {
-            Some("accept") => Sourced {
-                value: OnFailure::Accept,
-                from: from_git(e),
-            },
-            Some("reject") => Sourced {
-                value: OnFailure::Reject,
-                from: from_git(e),
-            },
-            _ => {
-                problems.push(format!(
-                    "{}: expected accept or reject, found {:?}; it is ignored",
-                    from_git(e),
-                    e.value.as_deref().unwrap_or("")
-                ));
-                file_on_failure.unwrap_or_else(default_on_failure)
-            }
-        },
-        None => file_on_failure.unwrap_or_else(default_on_failure),
-    };
-    let mut draft_for = Vec::new();
-    if let Some(e) = last(entries, "baton.draftfor") {
-        for word in e.value.as_deref().unwrap_or("").split_whitespace() {
-            if SOURCES.contains(&word) {
-                draft_for.push(word.to_string());
-            } else {
-                problems.push(format!(
-                    "{}: {word:?} is not a source; expected some of {}, separated by spaces",
-                    from_git(e),
-                    SOURCES.join(" ")
-                ));
-            }
-        }
-    }
-    Settings {
-        commit_agent,
-        review_agent,
-        timeout,
-        on_failure,
-        draft_for,
-        problems,
     }
 }
 
@@ -376,45 +204,6 @@ mod tests {
             key: key.into(),
             value: Some(value.into()),
         }
-    }
-
-    #[test]
-    fn git_config_wins_and_an_empty_value_turns_a_setting_off() {
-        let mut config = Config::default();
-        config.git.commit_agent = Some(crate::config::Setting {
-            value: "from-file".into(),
-            origin: crate::config::Origin {
-                file: "/p/.baton.toml".into(),
-                line: 2,
-                column: 16,
-            },
-        });
-        config.git.review_agent = config.git.commit_agent.clone();
-        let s = settings(&[entry("baton.commitagent", "writer")], Some(&config));
-        assert_eq!(s.commit_agent.as_ref().unwrap().value, "writer");
-        assert!(s.commit_agent.unwrap().from.contains("baton.commitAgent"));
-        assert_eq!(s.review_agent.as_ref().unwrap().value, "from-file");
-        assert_eq!(s.review_agent.unwrap().from, "/p/.baton.toml:2:16");
-        let off = settings(&[entry("baton.commitagent", "")], Some(&config));
-        assert!(off.commit_agent.is_none());
-    }
-
-    #[test]
-    fn bad_values_are_reported_and_defaults_used() {
-        let s = settings(
-            &[
-                entry("baton.timeout", "soon"),
-                entry("baton.onfailure", "maybe"),
-                entry("baton.draftfor", "commit amend"),
-                entry("baton.reviewagent", "Not A Name"),
-            ],
-            None,
-        );
-        assert_eq!(s.timeout.value, DEFAULT_TIMEOUT);
-        assert_eq!(s.on_failure.value, OnFailure::Accept);
-        assert_eq!(s.draft_for, ["commit"]);
-        assert!(s.review_agent.is_none());
-        assert_eq!(s.problems.len(), 4, "{:?}", s.problems);
     }
 
     #[test]

@@ -83,155 +83,130 @@ fn prepare(args: &[String]) -> anyhow::Result<Exit> {
     let file = message_file(args, "git-prepare", "MESSAGE-FILE [SOURCE [COMMIT]]")?;
     let source = args.get(1).map(String::as_str).unwrap_or("");
     let commit = args.get(2).map(String::as_str);
-    let cx = context();
-    let Some(agent) = cx.settings.commit_agent.clone() else {
-        if let Err(why) = &cx.config {
-            say(&format!("no draft: {why}; the commit goes on"));
-        }
-        return Ok(Exit::Ok); // no commit agent: nothing to do
+    if let Err(why) = draft(context(), &file, source, commit) {
+        say(&format!("no draft: {why}; the commit goes on"));
+    }
+    Ok(Exit::Ok)
+}
+
+/// Asks the commit agent for a draft and writes it into `file`. `Ok` also when there is nothing
+/// to do; `Err` says why there is no draft.
+fn draft(cx: Context, file: &str, source: &str, commit: Option<&str>) -> Result<(), String> {
+    let Some(agent) = cx.settings.commit_agent else {
+        return cx.config.map(drop); // no commit agent; a broken config is worth saying
     };
     if !source.is_empty() && !cx.settings.draft_for.iter().any(|s| s == source) {
-        return Ok(Exit::Ok); // git has a message already (-m, -t, a merge, --amend, …)
+        return Ok(()); // git has a message already (-m, -t, a merge, --amend, …)
     }
     let here = Path::new(".");
     if git::busy(here, false) {
-        return Ok(Exit::Ok);
+        return Ok(());
     }
     for problem in &cx.settings.problems {
         say(problem);
     }
-    let config = match cx.config {
-        Ok(c) => c,
-        Err(why) => {
-            say(&format!("no draft: {why}; the commit goes on"));
-            return Ok(Exit::Ok);
-        }
-    };
+    let config = cx.config?;
     let name = &agent.value;
     if let Some(why) = inside(name) {
-        say(&format!("no draft from @{name}: {why}; the commit goes on"));
-        return Ok(Exit::Ok);
+        return Err(why);
     }
     // An amend drafts for the whole commit: its changes against its parent.
     let base = (source == "commit" && commit == Some("HEAD")).then(|| amend_base(here));
-    let staged = match diff::staged(here, base.as_deref()) {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            say("no draft: nothing is staged; the commit goes on");
-            return Ok(Exit::Ok);
-        }
-        Err(why) => {
-            say(&format!(
-                "no draft: reading the staged changes: {why}; the commit goes on"
-            ));
-            return Ok(Exit::Ok);
-        }
-    };
-    let original = match read_message(&file) {
-        Ok(t) => t,
-        Err(why) => {
-            say(&format!("no draft: {why}; the commit goes on"));
-            return Ok(Exit::Ok);
-        }
-    };
+    let staged = diff::staged(here, base.as_deref())
+        .map_err(|why| format!("reading the staged changes: {why}"))?
+        .ok_or("nothing is staged")?;
+    let original = read_message(file)?;
     let comment = message::comment_for(&cx.comment, &original);
     let (kept, block) = message::split(&original, &comment);
     let prompt = draft_prompt(&git::branch(here), kept, &comment, &staged);
     git::forget_commit_env();
     let timeout = cx.settings.timeout.value;
-    if std::io::stderr().is_terminal() {
-        say(&format!(
-            "@{name} is drafting the commit message (at most {})…",
-            crate::sys::time::human(timeout)
-        ));
+    tell_waiting(&format!("@{name} is drafting the commit message"), timeout);
+    let answer = ask(&config, name, prompt, timeout)?;
+    if answer.trim_ascii().is_empty() {
+        return Err(format!("@{name} answered nothing"));
     }
-    let answer = match ask(&config, name, prompt, timeout) {
-        Ok(a) if !a.trim_ascii().is_empty() => a,
-        Ok(_) => {
-            say(&format!(
-                "no draft: @{name} answered nothing; the commit goes on"
-            ));
-            return Ok(Exit::Ok);
-        }
-        Err(why) => {
-            say(&format!("no draft: {why}; the commit goes on"));
-            return Ok(Exit::Ok);
-        }
-    };
-    let text = message::compose(&answer, kept, block);
-    if let Err(why) = write_message(&file, &text) {
-        say(&format!("no draft: {why}; the commit goes on"));
-    }
-    Ok(Exit::Ok)
+    write_message(file, &message::compose(&answer, kept, block))
+}
+
+/// What became of a message at the gate.
+enum Verdict {
+    Accepted,
+    Rejected {
+        agent: String,
+        reason: String,
+    },
+    /// Not reviewed, for a reason that is no failure of the review.
+    Skipped(String),
 }
 
 fn commit_msg(args: &[String]) -> anyhow::Result<Exit> {
     let file = message_file(args, "git-commit-msg", "MESSAGE-FILE")?;
     let cx = context();
     let on_failure = cx.settings.on_failure.value;
-    let Some(agent) = cx.settings.review_agent.clone() else {
-        if let Err(why) = &cx.config {
-            return Ok(failed(on_failure, why));
+    Ok(match review(cx, &file) {
+        Ok(Verdict::Accepted) => Exit::Ok,
+        Ok(Verdict::Skipped(why)) => {
+            say(&format!("no review: {why}; the message is accepted"));
+            Exit::Ok
         }
-        return Ok(Exit::Ok); // no review agent: the gate is open
+        Ok(Verdict::Rejected { agent, reason }) => {
+            say(&format!("@{agent} rejected the commit message: {reason}"));
+            say(&format!(
+                "the message is kept in {file}: `git commit -e -F {file}` edits it again; `git commit --no-verify` skips the review"
+            ));
+            Exit::AgentFailed
+        }
+        Err(why) => failed(on_failure, &why),
+    })
+}
+
+/// Asks the review agent about the message in `file`. `Err` says why the review failed.
+fn review(cx: Context, file: &str) -> Result<Verdict, String> {
+    let Some(agent) = cx.settings.review_agent else {
+        return cx.config.map(|_| Verdict::Accepted); // no review agent: the gate is open
     };
     let here = Path::new(".");
     if git::busy(here, true) {
-        return Ok(Exit::Ok);
+        return Ok(Verdict::Accepted);
     }
     for problem in &cx.settings.problems {
         say(problem);
     }
-    let config = match cx.config {
-        Ok(c) => c,
-        Err(why) => return Ok(failed(on_failure, &why)),
-    };
-    let name = &agent.value;
-    if let Some(why) = inside(name) {
-        say(&format!(
-            "no review by @{name}: {why}; the message is accepted"
-        ));
-        return Ok(Exit::Ok);
+    let config = cx.config?;
+    let name = agent.value;
+    if let Some(why) = inside(&name) {
+        return Ok(Verdict::Skipped(why));
     }
-    let original = match read_message(&file) {
-        Ok(t) => t,
-        Err(why) => return Ok(failed(on_failure, &why)),
-    };
+    let original = read_message(file)?;
     let comment = message::comment_for(&cx.comment, &original);
     let text = message::strip(&original, &comment);
     if text.is_empty() {
-        return Ok(Exit::Ok); // git refuses an empty message itself
+        return Ok(Verdict::Accepted); // git refuses an empty message itself
     }
-    let staged = match diff::staged(here, None) {
-        Ok(s) => s,
-        Err(why) => {
-            return Ok(failed(
-                on_failure,
-                &format!("reading the staged changes: {why}"),
-            ))
-        }
-    };
+    let staged =
+        diff::staged(here, None).map_err(|why| format!("reading the staged changes: {why}"))?;
     let prompt = review_prompt(&git::branch(here), &text, staged.as_ref());
     git::forget_commit_env();
     let timeout = cx.settings.timeout.value;
+    tell_waiting(&format!("@{name} is reviewing the commit message"), timeout);
+    let answer = ask(&config, &name, prompt, timeout)?;
+    Ok(match rejection(&answer) {
+        Some(reason) => Verdict::Rejected {
+            agent: name,
+            reason,
+        },
+        None => Verdict::Accepted,
+    })
+}
+
+/// On a terminal, says what the commit waits for (and for how long at most).
+fn tell_waiting(what: &str, timeout: Duration) {
     if std::io::stderr().is_terminal() {
         say(&format!(
-            "@{name} is reviewing the commit message (at most {})…",
+            "{what} (at most {})…",
             crate::sys::time::human(timeout)
         ));
-    }
-    match ask(&config, name, prompt, timeout) {
-        Ok(answer) => match rejection(&answer) {
-            Some(reason) => {
-                say(&format!("@{name} rejected the commit message: {reason}"));
-                say(&format!(
-                    "the message is kept in {file}: `git commit -e -F {file}` edits it again; `git commit --no-verify` skips the review"
-                ));
-                Ok(Exit::AgentFailed)
-            }
-            None => Ok(Exit::Ok),
-        },
-        Err(why) => Ok(failed(on_failure, &why)),
     }
 }
 
