@@ -324,7 +324,7 @@ fn watch_ci_sends_a_failure_to_the_agent_in_the_background() {
         out.stdout
     );
     let id = lines.last().unwrap().to_string();
-    assert_eq!(env.task_ids(), [id.clone()]);
+    assert_eq!(env.task_ids(), std::slice::from_ref(&id));
     assert!(
         out.stderr.contains(&format!("baton wait {id}")),
         "{}",
