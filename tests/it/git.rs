@@ -719,6 +719,16 @@ fn core_hooks_path_and_linked_worktrees_get_the_hooks_git_runs() {
         "{}",
         check.stdout
     );
+    // A folder inside the work tree: said, since git may track what is put there.
+    baton(&env, &dir, &["uninstall", "git"]).ok();
+    git(&env, &dir, &["config", "core.hooksPath", ".githooks"]).ok();
+    let out = baton(&env, &dir, &["install", "git"]).ok();
+    assert!(
+        out.stdout.contains("inside the work tree"),
+        "{}",
+        out.stdout
+    );
+    assert!(dir.join(".githooks/commit-msg").is_file());
 }
 
 #[test]
@@ -838,6 +848,22 @@ fn install_global_sets_core_hooks_path_only_if_none_is_set_and_uninstall_undoes_
         fs::read_to_string(env.path("own.log")).unwrap(),
         "own .git/COMMIT_EDITMSG\n"
     );
+    // From inside a repository, the folder is the shared one: installing says so, and taking
+    // the hooks out of every repository is left to --global.
+    let here = baton(&env, &dir, &["install", "git"]).ok();
+    assert!(
+        here.stdout.contains("shared by every repository")
+            && here.stdout.contains("already installed"),
+        "{}",
+        here.stdout
+    );
+    let out = baton(&env, &dir, &["uninstall", "git"]).expect(2);
+    assert!(
+        out.stderr.contains("baton uninstall git --global"),
+        "{}",
+        out.stderr
+    );
+    assert!(folder.join("commit-msg").is_file());
     let check = baton(
         &env,
         env.dir.path(),

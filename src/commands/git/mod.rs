@@ -66,6 +66,13 @@ pub fn uninstall(args: GitArgs) -> Result<Exit> {
         ));
     }
     let place = place(&args)?;
+    if place.shared {
+        return Err(usage(format!(
+            "the hooks here are in {} ({}): taking them out would take them out of every repository; `baton uninstall git --global` does that",
+            place.hooks.display(),
+            place.why
+        )));
+    }
     if place.global && place.set_hooks_path {
         println!("no global core.hooksPath: no global hooks of baton's to take out");
     } else {

@@ -29,6 +29,9 @@ pub(super) struct Place {
     pub(super) stands_in: bool,
     /// The global `core.hooksPath` is not set yet: install sets it to `hooks`.
     pub(super) set_hooks_path: bool,
+    /// A repository's hooks folder that is not its own (a `core.hooksPath` it does not set):
+    /// taking hooks out of it is `--global`'s business.
+    pub(super) shared: bool,
 }
 
 impl Place {
@@ -108,6 +111,7 @@ pub(super) fn place(args: &GitArgs) -> Result<Place> {
                 global: true,
                 dir,
                 set_hooks_path: false,
+                shared: false,
             },
             None => Place {
                 hooks: ours,
@@ -116,6 +120,7 @@ pub(super) fn place(args: &GitArgs) -> Result<Place> {
                 dir,
                 stands_in: true,
                 set_hooks_path: true,
+                shared: false,
             },
         });
     }
@@ -143,10 +148,15 @@ pub(super) fn place(args: &GitArgs) -> Result<Place> {
         ))
     })?;
     let hooks = PathBuf::from(hooks);
-    let why = match git::text(
+    let set = git::text(
         &dir,
         &["config", "--show-origin", "--get", "core.hooksPath"],
-    ) {
+    );
+    // Set, but not by this repository: the folder is every repository's.
+    let shared = set.is_ok()
+        && git::text(&dir, &["config", "--local", "--get", "core.hooksPath"]).is_err()
+        && git::text(&dir, &["config", "--worktree", "--get", "core.hooksPath"]).is_err();
+    let mut why = match set {
         Ok(line) => {
             let (origin, value) = line.split_once('\t').unwrap_or(("", &line));
             let origin = origin.strip_prefix("file:").unwrap_or(origin);
@@ -154,6 +164,13 @@ pub(super) fn place(args: &GitArgs) -> Result<Place> {
         }
         Err(_) => "the repository's hooks folder".into(),
     };
+    if shared {
+        why.push_str(": shared by every repository that does not set its own");
+    }
+    let top = git::text(&dir, &["rev-parse", "--show-toplevel"]).ok();
+    if top.is_some_and(|t| !t.is_empty() && hooks.starts_with(t)) {
+        why.push_str("; inside the work tree, so git may track the hooks there");
+    }
     Ok(Place {
         stands_in: baton_global_dir().is_ok_and(|g| g == hooks),
         hooks,
@@ -161,6 +178,7 @@ pub(super) fn place(args: &GitArgs) -> Result<Place> {
         global: false,
         dir,
         set_hooks_path: false,
+        shared,
     })
 }
 
