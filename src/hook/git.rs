@@ -5,9 +5,9 @@
 //! - `baton hook git-commit-msg FILE` (commit-msg): the review agent reads the message and the
 //!   staged diff; an answer whose first non-blank line starts with `REJECT:` rejects it.
 //!
-//! Their contract with git: nothing here ever blocks a commit for longer than the timeout
-//! (default 60 s), and nothing aborts one except the gate's rejection (and, when configured,
-//! its failure). Whatever goes wrong — no agent, an unreachable or failing agent, a timeout,
+//! Their contract with git: nothing here holds up a commit longer than the timeout (default
+//! 60 s; plus, for an agent started on demand, its start, which has its own bound), and nothing
+//! aborts one except the gate's rejection (and, when configured, its failure). Whatever goes wrong — no agent, an unreachable or failing agent, a timeout,
 //! nothing staged, a bad setting — is one line on stderr and the commit goes on. Delegation goes
 //! through the coordinator like any other task, so an agent declared `start = "on-demand"` is
 //! started. The sh hooks decide the cheap cases (git's own message sources, a rebase) before
