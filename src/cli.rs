@@ -228,8 +228,8 @@ enum InstallTarget {
     /// puts it back byte for byte, and undoes the git config install changed.
     #[command(after_help = GIT_AFTER_HELP)]
     Git {
-        /// Every repository: the global core.hooksPath (set to ~/.config/baton/git-hooks only
-        /// if none is set; else the hooks go into the folder it names).
+        /// Every repository: the global core.hooksPath (set to ~/.config/baton/git-hooks, or
+        /// under $XDG_CONFIG_HOME, only if none is set; else the hooks go where it says).
         #[arg(long, conflicts_with = "repo")]
         global: bool,
         /// The repository (default: the one the current folder is in).
