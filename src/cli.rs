@@ -156,16 +156,24 @@ enum Cmd {
         #[command(flatten)]
         project: ProjectArg,
     },
-    /// What Claude Code's hooks run inside an agent: claude-session-start, claude-prompt,
-    /// claude-stop, claude-stop-failure, claude-notification (the event's JSON on stdin).
-    /// Always exits 0.
-    Hook { kind: String },
-    /// Merge baton's hooks into Claude Code's settings.json, and print the editor line.
+    /// What hooks run. Claude Code's, inside an agent: claude-session-start, claude-prompt,
+    /// claude-stop, claude-stop-failure, claude-notification (the event's JSON on stdin; always
+    /// exits 0). git's (hooks/git/): git-prepare FILE [SOURCE [COMMIT]] (prepare-commit-msg;
+    /// exits 0 whatever becomes of the draft), git-commit-msg FILE (commit-msg; exits 1 to
+    /// reject the message).
+    Hook {
+        kind: String,
+        /// The arguments git gives its hook (git's hooks only).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Install baton's hooks: into Claude Code's settings.json (and print the editor line), or
+    /// where git runs hooks.
     Install {
         #[command(subcommand)]
         target: InstallTarget,
     },
-    /// Remove exactly the hooks `baton install claude` added.
+    /// Remove exactly the hooks `baton install` added (and, for git, the settings it changed).
     Uninstall {
         #[command(subcommand)]
         target: InstallTarget,
@@ -258,7 +266,43 @@ enum InstallTarget {
         #[arg(long)]
         chief: bool,
     },
+    /// git: a commit agent drafts messages, a review agent may reject them.
+    ///
+    /// The prepare-commit-msg hook (the commit agent drafts the message from the staged diff)
+    /// and the commit-msg gate (an answer `REJECT: reason` from the review agent aborts the
+    /// commit), put where git runs hooks (`git rev-parse --git-path hooks`, so core.hooksPath
+    /// is respected). A hook already there is kept as NAME.baton-orig and run first; uninstall
+    /// puts it back byte for byte, and undoes the git config install changed.
+    #[command(after_help = GIT_AFTER_HELP)]
+    Git {
+        /// Every repository: the global core.hooksPath (set to ~/.config/baton/git-hooks, or
+        /// under $XDG_CONFIG_HOME, only if none is set; else the hooks go where it says).
+        #[arg(long, conflicts_with = "repo")]
+        global: bool,
+        /// The repository (default: the one the current folder is in).
+        #[arg(long, value_name = "PATH")]
+        repo: Option<PathBuf>,
+        /// Also make baton git's core.editor (the editor it replaces still opens messages
+        /// without an @agent directive). Install only.
+        #[arg(long, conflicts_with = "check")]
+        editor: bool,
+        /// Say what is installed and which agents the hooks use; change nothing. Exit 2 if the
+        /// hooks are not installed. Install only.
+        #[arg(long)]
+        check: bool,
+    },
 }
+
+const GIT_AFTER_HELP: &str = "\
+Examples:
+  baton install git && git config baton.commitAgent writer   # drafts for every `git commit`
+  git config baton.reviewAgent review     # the gate: an answer `REJECT: why` aborts the commit
+  baton install git --global --editor     # every repository; `git commit -e -m '@agent …'` works
+  baton install git --check               # what is installed, and the agents in use
+
+Settings: git config baton.commitAgent, baton.reviewAgent, baton.timeout (default 60s),
+baton.onFailure (accept|reject), baton.draftFor (sources also drafted for: message template
+merge squash commit), over [git] commit_agent, review_agent, timeout, on_failure in .baton.toml.";
 
 /// How to run an agent. With none of these given, an agent that has run before is started
 /// again exactly as it was (its recorded `agent.json`); a new one is a shell agent. Any of them
@@ -494,7 +538,7 @@ fn dispatch(cmd: Cmd) -> Result<Exit> {
             ConfigCmd::Check { project } => commands::team::check(project.project.as_deref()),
             ConfigCmd::Show { project } => commands::team::show(&project.config()?),
         },
-        Cmd::Hook { kind } => crate::hook::run(&kind),
+        Cmd::Hook { kind, args } => crate::hook::run(&kind, &args),
         Cmd::Install {
             target:
                 InstallTarget::Claude {
@@ -513,6 +557,34 @@ fn dispatch(cmd: Cmd) -> Result<Exit> {
                     chief: _,
                 },
         } => commands::install::uninstall(project.as_deref(), dry_run),
+        Cmd::Install {
+            target:
+                InstallTarget::Git {
+                    global,
+                    repo,
+                    editor,
+                    check,
+                },
+        } => commands::git::install(commands::git::GitArgs {
+            global,
+            repo,
+            editor,
+            check,
+        }),
+        Cmd::Uninstall {
+            target:
+                InstallTarget::Git {
+                    global,
+                    repo,
+                    editor,
+                    check,
+                },
+        } => commands::git::uninstall(commands::git::GitArgs {
+            global,
+            repo,
+            editor,
+            check,
+        }),
         Cmd::Edit {
             file,
             agent,

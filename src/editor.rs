@@ -342,11 +342,27 @@ pub fn format_answers(ends: &[TaskEnd], headed: bool) -> Vec<u8> {
     out
 }
 
+/// What the answers become in `file`: headed answers; in one of git's files, the answer above
+/// git's comment block, which is kept as it was (git strips it when it reads the file back).
+fn answer_text(file: &Path, ends: &[TaskEnd]) -> Vec<u8> {
+    let answers = format_answers(ends, !is_git_file(file));
+    if !is_git_file(file) {
+        return answers;
+    }
+    let Ok(original) = fs::read(file) else {
+        return answers;
+    };
+    let comment = crate::git::comment(&crate::git::entries(Path::new(".")));
+    let comment = crate::git::message::comment_for(&comment, &original);
+    let (_, block) = crate::git::message::split(&original, &comment);
+    crate::git::message::compose(&answers, b"", block)
+}
+
 /// Replaces the file's content with the answers, atomically, keeping its permissions. On
 /// failure the file is unchanged and the answers stay in their task folders.
 fn write_answer(file: &Path, ends: &[TaskEnd]) -> anyhow::Result<()> {
     let ids: Vec<String> = ends.iter().map(|e| e.task_id.to_string()).collect();
-    write_file(file, &format_answers(ends, !is_git_file(file))).with_context(|| {
+    write_file(file, &answer_text(file, ends)).with_context(|| {
         format!(
             "the prompt is unchanged and the answer is kept: `baton result {}`",
             ids.join(" ")

@@ -23,6 +23,7 @@ pub mod error;
 pub mod exit;
 #[cfg(test)]
 mod fuzz;
+pub mod git;
 pub mod hook;
 pub mod poll;
 pub mod protocol;

@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod ask;
 pub mod demo;
+pub mod git;
 pub mod install;
 pub mod msg;
 pub mod results;

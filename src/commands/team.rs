@@ -124,6 +124,9 @@ pub fn show(config: &Config) -> anyhow::Result<Exit> {
             &s.origin,
         );
     }
+    for (text, origin) in config.git.lines() {
+        line(&mut out, text, origin);
+    }
     for d in config.effective() {
         let scope = match &d.project {
             Some(p) => format!("{} (project {})", d.origin, p.root.display()),

@@ -7,6 +7,7 @@
 //! naming its file, line and column. A config file (or the file a link points to) must be owned
 //! by you (or root) and not writable by group or others: it says which commands run.
 
+mod git;
 mod parse;
 
 use std::fmt;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use crate::protocol::DriverKind;
 
+pub use git::{GitConfig, OnFailure};
 pub use parse::{FileConfig, MAX_RETRIES};
 
 /// Where something was written.
@@ -190,6 +192,8 @@ pub struct Config {
     pub message_retention: Option<Setting<Duration>>,
     /// Every declaration; a project's shadows the user's of the same name.
     pub decls: Vec<Decl>,
+    /// `[git]`: the git hooks' agents and limits.
+    pub git: GitConfig,
 }
 
 impl Config {
@@ -323,6 +327,7 @@ pub fn load(cwd: &Path) -> Result<Config, ConfigError> {
         config.default_timeout = read.default_timeout.or(config.default_timeout);
         config.message_retention = read.message_retention.or(config.message_retention);
         config.decls.extend(read.decls);
+        config.git = read.git.over(std::mem::take(&mut config.git));
         if project.is_some() {
             config.project = project;
         }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::{Spanned, Value};
 
+use super::git::{GitConfig, OnFailure, GIT_KEYS};
 use super::{Decl, Located, Origin, Project, Setting, Start};
 use crate::protocol::DriverKind;
 
@@ -35,15 +36,17 @@ pub struct FileConfig {
     pub default_timeout: Option<Setting<Duration>>,
     pub message_retention: Option<Setting<Duration>>,
     pub decls: Vec<Decl>,
+    pub git: GitConfig,
 }
 
-const TOP_KEYS: [&str; 6] = [
+const TOP_KEYS: [&str; 7] = [
     "editor",
     "max_concurrent",
     "default_timeout",
     "message_retention",
     "agent",
     "pool",
+    "git",
 ];
 const DECL_KEYS: [&str; 14] = [
     "driver",
@@ -87,6 +90,7 @@ pub fn parse(file: &Path, text: &str, project: Option<&Project>) -> (FileConfig,
             "default_timeout" => out.default_timeout = p.setting(value, key, p_duration),
             "message_retention" => out.message_retention = p.setting(value, key, p_duration),
             "agent" | "pool" => {}
+            "git" => out.git = p.git(value),
             other => p.unknown(value.span(), other, "", &TOP_KEYS),
         }
     }
@@ -233,6 +237,80 @@ impl Parser<'_> {
             }
         }
         (self.errors.len() == errors_before).then_some(decl)
+    }
+}
+
+impl Parser<'_> {
+    /// The `[git]` table (`value`, its place in the file): its keys are read again from the
+    /// text, where they keep their positions.
+    fn git(&mut self, value: &Spanned<Value>) -> GitConfig {
+        #[derive(Deserialize)]
+        struct Only {
+            git: Entry,
+        }
+        let mut out = GitConfig::default();
+        if !value.get_ref().is_table() {
+            self.error(
+                value.span(),
+                format!(
+                    "`git`: expected a table, e.g. [git] commit_agent = \"writer\", found {}",
+                    found(value.get_ref())
+                ),
+            );
+            return out;
+        }
+        let table = match toml::from_str::<Only>(self.text) {
+            Ok(only) => only.git,
+            Err(e) => {
+                self.error(
+                    e.span().unwrap_or(value.span()),
+                    format!("[git]: {}", e.message()),
+                );
+                return out;
+            }
+        };
+        for (key, value) in table.get_ref() {
+            let v = value.get_ref();
+            let at = self.origin(value.span());
+            let result: Result<(), String> = match key.as_str() {
+                "commit_agent" => p_agent(v).map(|a| out.commit_agent = placed(a, at)),
+                "review_agent" => p_agent(v).map(|a| out.review_agent = placed(a, at)),
+                "timeout" => p_duration(v).map(|t| out.timeout = placed(t, at)),
+                "on_failure" => p_on_failure(v).map(|f| out.on_failure = placed(f, at)),
+                other => {
+                    self.unknown(value.span(), other, "git.", &GIT_KEYS);
+                    continue;
+                }
+            };
+            if let Err(why) = result {
+                self.error(value.span(), format!("`git.{key}`: {why}"));
+            }
+        }
+        out
+    }
+}
+
+fn placed<T>(value: T, origin: Origin) -> Option<Setting<T>> {
+    Some(Setting { value, origin })
+}
+
+/// An agent's name, or "" (the hook is off).
+fn p_agent(v: &Value) -> Result<String, String> {
+    let name = p_string(v)?;
+    if !name.is_empty() {
+        crate::protocol::agent::validate_name(&name).map_err(|e| e.to_string())?;
+    }
+    Ok(name)
+}
+
+fn p_on_failure(v: &Value) -> Result<OnFailure, String> {
+    match v.as_str() {
+        Some("accept") => Ok(OnFailure::Accept),
+        Some("reject") => Ok(OnFailure::Reject),
+        _ => Err(format!(
+            "expected \"accept\" or \"reject\", found {}",
+            found(v)
+        )),
     }
 }
 
