@@ -525,6 +525,17 @@ pub fn run(args: Vec<OsString>) -> Result<Exit> {
             return Ok(code);
         }
     };
+    let long_lived = matches!(
+        cli.command,
+        Cmd::Agent {
+            command: AgentCmd::Run { .. } | AgentCmd::Serve
+        } | Cmd::Supervise { .. }
+            | Cmd::Hook { .. }
+            | Cmd::Edit { .. }
+    );
+    if !long_lived {
+        crate::sys::signals::default_sigpipe();
+    }
     dispatch(cli.command)
 }
 

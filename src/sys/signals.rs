@@ -91,6 +91,17 @@ impl Waker {
     }
 }
 
+/// Restores SIGPIPE's default action, which the Rust runtime replaces with "ignore", so that a
+/// command whose reader has gone (`baton status | head -1`) ends quietly, as Unix tools do,
+/// instead of failing on the write. Not for long-lived processes (runners, supervisors, hooks,
+/// editor mode), whose writes to pipes and sockets handle EPIPE themselves.
+pub fn default_sigpipe() {
+    // SAFETY: signal(2) with SIG_DFL installs no handler; it only resets the disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// The conventional name of a signal, for messages.
 pub fn name(sig: i32) -> &'static str {
     match sig {

@@ -19,3 +19,4 @@ mod scripts;
 mod team;
 mod tmux_driver;
 mod tty;
+mod workflows;

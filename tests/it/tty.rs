@@ -2,6 +2,7 @@
 //! the status line, retry / edit / back, and the terminal restored exactly with no typed key left.
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -292,4 +293,83 @@ fn a_signal_while_waiting_on_a_terminal_restores_it() {
     assert_eq!(finished(&env), 4);
     assert_terminal_restored(&env);
     assert_eq!(fs::read_to_string(&file).unwrap(), "@g hold");
+}
+
+#[test]
+fn detaching_a_pipeline_hands_the_rest_of_it_to_the_background() {
+    if !have(&["tmux"]) {
+        return;
+    }
+    let env = Env::new();
+    env.start_gated("g");
+    env.start(
+        "next",
+        &["--driver", "exec", "--", "sh", "-c", "echo next saw:; cat"],
+    );
+    let file = env.path("prompt.md");
+    fs::write(&file, "@g | @next do it").unwrap();
+    let tmux = Tmux::start(&env, &pane_script(&env, &file, ""));
+    tmux.wait_for_screen("baton: stage 1/2 @g working");
+    tmux.keys(&["d"]);
+    tmux.wait_for_screen("as a workflow in the background");
+    tmux.keys(&["Enter"]);
+    assert_eq!(finished(&env), 4);
+    assert_terminal_restored(&env);
+    assert_eq!(fs::read_to_string(&file).unwrap(), "@g | @next do it");
+    // Nobody waits any more, yet stage 2 runs once stage 1 answers.
+    let root = env.task_ids().pop().unwrap();
+    env.open_gate();
+    let out = env.run(["wait", &root]).ok().stdout;
+    assert!(
+        out.starts_with("next saw:\n") && out.contains("do it"),
+        "{out}"
+    );
+    assert!(env.run(["results"]).ok().stdout.contains("next saw:"));
+}
+
+#[test]
+fn ask_on_a_terminal_shows_the_tool_the_agent_uses_on_its_status_line() {
+    if !have(&["tmux", "python3"]) {
+        return;
+    }
+    let env = Env::new();
+    let home = env.claude_home();
+    env.start(
+        "pl",
+        &[
+            "--driver",
+            "claude",
+            "--claude",
+            STANDIN,
+            "--env",
+            &format!("HOME={}", home.display()),
+        ],
+    );
+    env.run(["ask", "pl", "hello"]).ok();
+    let gate = home.join(".claude-standin/tool-gate");
+    nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let script = env.script(
+        "ask.sh",
+        &format!(
+            "export BATON_HOME='{home}'\nunset BATON_AGENT VISUAL EDITOR TMUX\ncd '{d}'\n'{bin}' ask pl 'run the TOOL' > answer\necho $? > rc\nread _\n",
+            home = env.home.display(),
+            d = env.dir.path().display(),
+            bin = BIN,
+        ),
+    );
+    let tmux = Tmux::start(&env, &script);
+    tmux.wait_for_screen("baton: @pl working");
+    tmux.wait_for_screen("│ Bash: cargo test -q │ Ctrl-C cancels");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&gate)
+        .unwrap()
+        .write_all(b"go\n")
+        .unwrap();
+    assert_eq!(finished(&env), 0);
+    assert!(fs::read_to_string(env.path("answer"))
+        .unwrap()
+        .contains("run the TOOL"));
+    // The status line is gone once the answer is printed.
+    assert!(!tmux.screen().contains("baton: @pl"), "{}", tmux.screen());
 }

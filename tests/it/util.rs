@@ -199,6 +199,12 @@ impl Env {
         serde_json::from_slice(&status).expect("status.json is JSON")
     }
 
+    /// `baton status --json`: one object per agent.
+    pub fn status_json_all(&self) -> Vec<serde_json::Value> {
+        let out = self.run(["status", "--json"]).ok();
+        serde_json::from_str(&out.stdout).expect("status --json is JSON")
+    }
+
     pub fn done_json(&self, id: &str) -> serde_json::Value {
         let done = fs::read(self.task_dir(id).join("done.json")).expect("done.json");
         serde_json::from_slice(&done).expect("done.json is JSON")

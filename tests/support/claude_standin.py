@@ -12,7 +12,8 @@ It behaves toward baton as the measured Claude Code does (see CLAUDE-CODE.md):
   with the same JSON on stdin and the same environment as Claude Code.
 
 Prompts steer it: FAIL (an error result / StopFailure), DIE (exit mid-turn), HANG (never
-answers), PERMISSION (a permission dialog, answered with y), STALL (works until Esc),
+answers), TOOL (headless: reports a Bash tool call, then waits at the FIFO
+$HOME/.claude-standin/tool-gate if it exists), PERMISSION (a permission dialog, answered with y), STALL (works until Esc),
 SLOWPASTE (the first Enter is lost). Ctrl-N fires the idle_prompt notification.
 Sessions live in $HOME/.claude-standin/<id>.json.
 """
@@ -95,6 +96,18 @@ def headless():
             emit({"type": "result", "subtype": "error_during_execution", "is_error": True,
                   "result": "the stand-in was told to fail", "session_id": sid})
             continue
+        if "TOOL" in content:
+            # A tool call, as Claude Code reports it; the turn then waits until the test opens
+            # the gate FIFO (so that it can look at the agent's progress meanwhile).
+            emit({"type": "assistant", "message": {"role": "assistant", "content": [
+                {"type": "text", "text": "running the tests"},
+                {"type": "tool_use", "id": "toolu_1", "name": "Bash",
+                 "input": {"command": "cargo test -q", "description": "run the tests"}}]},
+                "session_id": sid})
+            gate = os.path.join(STATE, "tool-gate")
+            if os.path.exists(gate):
+                with open(gate) as g:
+                    g.readline()
         text = answer(content, turns)
         turns.append(content)
         save(sid, turns)

@@ -167,8 +167,17 @@ pub(super) fn place(args: &GitArgs) -> Result<Place> {
     if shared {
         why.push_str(": shared by every repository that does not set its own");
     }
+    // A folder under the work tree is one git may track (`.husky/`), unless it is in the git
+    // folder itself (`.git/hooks`), which git never tracks.
     let top = git::text(&dir, &["rev-parse", "--show-toplevel"]).ok();
-    if top.is_some_and(|t| !t.is_empty() && hooks.starts_with(t)) {
+    let git_dir = git::text(
+        &dir,
+        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+    )
+    .ok();
+    let tracked = top.is_some_and(|t| !t.is_empty() && hooks.starts_with(t))
+        && !git_dir.is_some_and(|g| hooks.starts_with(g));
+    if tracked {
         why.push_str("; inside the work tree, so git may track the hooks there");
     }
     Ok(Place {

@@ -1,0 +1,837 @@
+//! Workflows: pipelines and fan-out phases, first answer wins, retries with the previous
+//! attempt's end, done-gates, background results that reach the chief, agent mail, progress.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
+
+use crate::util::*;
+
+/// A project folder holding `toml` as its `.baton.toml`.
+fn project(env: &Env, name: &str, toml: &str) -> PathBuf {
+    let dir = env.path(name);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(".baton.toml"), toml).unwrap();
+    dir
+}
+
+/// `baton ARGS` run in `dir`.
+fn run_in(env: &Env, dir: &Path, args: &[&str]) -> Out {
+    let mut cmd = env.cmd(args);
+    cmd.current_dir(dir);
+    env.output(cmd, None)
+}
+
+/// An exec agent declaration running `script` (a shell command line) per task.
+fn agent(name: &str, script: &str) -> String {
+    format!(
+        "[agent.{name}]\ndriver = \"exec\"\ncommand = [\"sh\", \"-c\", {}]\n",
+        toml_string(script)
+    )
+}
+
+fn toml_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The task ids in the state folder whose envelope names `agent` (its id starts with it).
+fn tasks_of(env: &Env, agent: &str) -> Vec<String> {
+    env.task_ids()
+        .into_iter()
+        .filter(|id| {
+            fs::read(env.task_dir(id).join("task.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["agent"].as_str().map(str::to_string))
+                .is_some_and(|a| a == agent || a.starts_with(&format!("{agent}.")))
+        })
+        .collect()
+}
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn a_three_stage_pipeline_hands_each_stage_the_request_and_the_answers_before() {
+    let env = Env::new();
+    let dir = project(
+        &env,
+        "shop",
+        &[
+            agent("planning", "echo PLANNED: step one"),
+            agent("review", "cat; echo REVIEWED"),
+            agent("merge", "cat"),
+        ]
+        .concat(),
+    );
+    let out = run_in(
+        &env,
+        &dir,
+        &["ask", "planning | review | merge", "Plan dark mode"],
+    )
+    .ok();
+    // The last stage saw the request and, through the review's answer, both earlier answers,
+    // each headed by its agent.
+    let text = &out.stdout;
+    assert!(
+        text.starts_with("=== baton: the request ===\nPlan dark mode\n=== baton: the answer of review (stage 2 of 3) ===\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("=== baton: the answer of planning (stage 1 of 3) ===\nPLANNED: step one\n"),
+        "{text}"
+    );
+    assert!(text.contains("REVIEWED\n"), "{text}");
+    // --json: every stage's end, with its place.
+    let out = run_in(
+        &env,
+        &dir,
+        &["ask", "planning | review | merge", "again", "--json"],
+    )
+    .ok();
+    let ends = json_lines(&out.stdout);
+    let stages: Vec<i64> = ends.iter().map(|e| e["stage"].as_i64().unwrap()).collect();
+    assert_eq!(stages, [1, 2, 3], "{}", out.stdout);
+    assert!(ends
+        .iter()
+        .all(|e| e["state"] == "ok" && e["workflow"] == ends[0]["task_id"]));
+    // `baton result ROOT` keeps every stage's answer.
+    let root = ends[0]["task_id"].as_str().unwrap();
+    let kept = json_lines(&env.run(["result", root, "--json"]).ok().stdout);
+    assert_eq!(kept.len(), 3);
+    assert_eq!(kept[0]["answer"], "PLANNED: step one\n");
+    assert_eq!(
+        env.run(["result", root]).ok().stdout,
+        out_last_answer(&ends)
+    );
+}
+
+fn out_last_answer(ends: &[serde_json::Value]) -> String {
+    ends.last().unwrap()["answer"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_fan_out_phase_waits_for_every_member_and_the_next_stage_gets_all_their_answers() {
+    let env = Env::new();
+    let dir = project(
+        &env,
+        "shop",
+        &[
+            agent("planning", "echo the plan"),
+            agent("a", "echo from a"),
+            agent("b", "echo from b"),
+            agent("c", "echo from c"),
+            agent("merge", "cat"),
+        ]
+        .concat(),
+    );
+    let text = run_in(&env, &dir, &["ask", "planning | a,b,c | merge", "x"])
+        .ok()
+        .stdout;
+    for who in ["a", "b", "c"] {
+        assert!(
+            text.contains(&format!(
+                "=== baton: the answer of {who} (stage 2 of 3) ===\nfrom {who}\n"
+            )),
+            "{text}"
+        );
+    }
+    // The fan-out's answers come in the order the agents were named.
+    let at = |w: &str| text.find(&format!("from {w}")).unwrap();
+    assert!(at("a") < at("b") && at("b") < at("c"), "{text}");
+}
+
+#[test]
+fn the_first_success_wins_and_the_slow_agent_is_cancelled_and_idle_again() {
+    let env = Env::new();
+    env.start("fast", &["--driver", "exec", "--", "echo", "found it"]);
+    env.start_gated("slow");
+    let started = Instant::now();
+    let out = env
+        .run(["ask", "fast,slow", "--any", "find the cause"])
+        .ok();
+    assert_eq!(out.stdout, "found it\n");
+    // The slow agent never answers on its own: the ask did not wait for it.
+    assert!(started.elapsed() < secs(10), "{:?}", started.elapsed());
+    let slow = tasks_of(&env, "slow");
+    assert_eq!(slow.len(), 1);
+    wait_until("the slow task has its end", secs(10), || {
+        env.task_dir(&slow[0]).join("done.json").exists()
+    });
+    assert_eq!(env.done_json(&slow[0])["state"], "cancelled");
+    wait_until("the slow agent is idle again", secs(10), || {
+        env.status_json("slow")["status"] == "idle"
+    });
+}
+
+#[test]
+fn when_every_member_fails_the_exit_code_is_the_first_failure() {
+    let env = Env::new();
+    env.start("broken", &["--driver", "exec", "--", "sh", "-c", "exit 9"]);
+    env.start_gated("slow");
+    // broken fails at once (exit 1); slow then times out (exit 3): the first failure decides.
+    let out = env
+        .run(["ask", "broken,slow", "--any", "x", "--timeout", "1s"])
+        .expect(1);
+    assert!(out.stderr.contains("broken"), "{}", out.stderr);
+    assert!(out.stderr.contains("timeout"), "{}", out.stderr);
+}
+
+#[test]
+fn a_failed_attempt_is_retried_with_what_went_wrong_and_never_again_after_success() {
+    let env = Env::new();
+    let log = env.path("attempts");
+    let flaky = env.script(
+        "flaky.sh",
+        &format!(
+            "#!/bin/sh\nn=$(cat '{log}' 2>/dev/null | wc -l)\necho x >> '{log}'\ncat > '{log}.prompt.'$n\nif [ \"$n\" = 0 ]; then echo 'error: boom'; exit 3; fi\necho fixed\n",
+            log = log.display()
+        ),
+    );
+    env.start(
+        "flaky",
+        &["--driver", "exec", "--", flaky.to_str().unwrap()],
+    );
+    let out = env
+        .run([
+            "ask",
+            "flaky",
+            "fix the flaky test",
+            "--retries",
+            "3",
+            "--json",
+        ])
+        .ok();
+    let ends = json_lines(&out.stdout);
+    assert_eq!(ends.len(), 2, "{}", out.stdout);
+    assert_eq!(
+        (ends[0]["state"].as_str(), ends[0]["attempt"].as_i64()),
+        (Some("failed"), Some(1))
+    );
+    assert_eq!(
+        (ends[1]["state"].as_str(), ends[1]["attempt"].as_i64()),
+        (Some("ok"), Some(2))
+    );
+    assert_eq!(ends[1]["answer"], "fixed\n");
+    // Two attempts, not four: no attempt after a success.
+    assert_eq!(fs::read_to_string(&log).unwrap().lines().count(), 2);
+    let first = fs::read_to_string(env.path("attempts.prompt.0")).unwrap();
+    let second = fs::read_to_string(env.path("attempts.prompt.1")).unwrap();
+    assert_eq!(first, "fix the flaky test");
+    assert!(
+        second.starts_with("fix the flaky test\n=== baton: attempt 2 of 4 ===\n"),
+        "{second}"
+    );
+    assert!(
+        second.contains("ended failed, exit code 3") && second.contains("error: boom"),
+        "{second}"
+    );
+}
+
+/// A gate script that records each run (its folder, the agent, the task, its stdin) and exits
+/// with the codes in `codes`, one per run (the last one repeats).
+fn gate(env: &Env, codes: &[i32]) -> String {
+    let runs = env.path("gate-runs");
+    let list: Vec<String> = codes.iter().map(i32::to_string).collect();
+    let script = env.script(
+        "gate.sh",
+        &format!(
+            "#!/bin/sh\nn=$(cat '{runs}' 2>/dev/null | wc -l)\necho \"$PWD $BATON_AGENT $BATON_TASK_ID\" >> '{runs}'\ncat > '{runs}.stdin.'$n\ncode=$(echo {codes} | awk -v n=$n '{{ print (n < NF) ? $(n+1) : $NF }}')\necho \"gate run $n: 1 test failed\"\nexit $code\n",
+            runs = runs.display(),
+            codes = list.join(" "),
+        ),
+    );
+    script.display().to_string()
+}
+
+fn gate_runs(env: &Env) -> Vec<String> {
+    fs::read_to_string(env.path("gate-runs"))
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_gate_that_rejects_once_sends_the_answer_back_then_accepts_it() {
+    let env = Env::new();
+    let work = env.path("work");
+    fs::create_dir_all(&work).unwrap();
+    let saver = env.script(
+        "saver.sh",
+        &format!(
+            "#!/bin/sh\ncat > '{p}'.$BATON_TASK_ID\necho answer for $BATON_TASK_ID\n",
+            p = env.path("prompt").display()
+        ),
+    );
+    env.start(
+        "coding",
+        &[
+            "--driver",
+            "exec",
+            "--cwd",
+            work.to_str().unwrap(),
+            "--",
+            saver.to_str().unwrap(),
+        ],
+    );
+    let g = gate(&env, &[2, 0]);
+    let out = env
+        .run(["ask", "coding", "Fix it", "--gate", &g, "--json"])
+        .ok();
+    let ends = json_lines(&out.stdout);
+    assert_eq!(ends.len(), 2, "{}", out.stdout);
+    assert_eq!(
+        (ends[0]["gate"].as_str(), ends[0]["round"].as_i64()),
+        (Some("rejected"), Some(0))
+    );
+    assert_eq!(
+        (ends[1]["gate"].as_str(), ends[1]["round"].as_i64()),
+        (Some("accepted"), Some(1))
+    );
+    let runs = gate_runs(&env);
+    assert_eq!(runs.len(), 2);
+    // In the agent's folder, told the agent and the task, with the answer on stdin.
+    let first_task = ends[0]["task_id"].as_str().unwrap();
+    assert_eq!(runs[0], format!("{} coding {first_task}", work.display()));
+    assert_eq!(
+        fs::read_to_string(env.path("gate-runs.stdin.0")).unwrap(),
+        format!("answer for {first_task}\n")
+    );
+    // The answer went back with the gate's output.
+    let second = ends[1]["task_id"].as_str().unwrap();
+    let back = fs::read_to_string(env.path(&format!("prompt.{second}"))).unwrap();
+    assert!(
+        back.starts_with("Fix it\n=== baton: your answer was sent back (round 1 of 2) ===\n"),
+        "{back}"
+    );
+    assert!(back.contains("gate run 0: 1 test failed"), "{back}");
+    assert!(back.contains(&format!("answer for {first_task}")), "{back}");
+}
+
+#[test]
+fn a_gate_that_keeps_rejecting_fails_the_task_after_its_rounds() {
+    let env = Env::new();
+    env.start("coding", &["--driver", "exec", "--", "echo", "done"]);
+    let g = gate(&env, &[2]);
+    let out = env.run(["ask", "coding", "x", "--gate", &g]).expect(1);
+    assert!(
+        out.stderr.contains("sent the answer back 2 time(s)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("gate run 2: 1 test failed"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(gate_runs(&env).len(), 3, "the first answer and two rounds");
+    assert_eq!(tasks_of(&env, "coding").len(), 3);
+    // Any other exit fails the task at once.
+    let env = Env::new();
+    env.start("coding", &["--driver", "exec", "--", "echo", "done"]);
+    let g = gate(&env, &[7]);
+    let out = env.run(["ask", "coding", "x", "--gate", &g]).expect(1);
+    assert!(
+        out.stderr.contains("exited with status 7"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(tasks_of(&env, "coding").len(), 1);
+}
+
+#[test]
+fn a_hanging_gate_is_bounded_by_the_timeout_and_killed_with_its_process_group() {
+    let env = Env::new();
+    env.start("coding", &["--driver", "exec", "--", "echo", "done"]);
+    let pids = env.path("gate-pids");
+    let g = format!(
+        "sleep 600 & echo $! > '{p}'; echo $$ >> '{p}'; wait",
+        p = pids.display()
+    );
+    let mut cmd = env.cmd(["ask", "coding", "x", "--gate", &g, "--timeout", "3s"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let started = Instant::now();
+    let child = cmd.spawn().unwrap();
+    wait_until("the gate has started", secs(10), || {
+        fs::read_to_string(&pids).is_ok_and(|s| s.lines().count() == 2)
+    });
+    // While it runs, status says so.
+    let status = env.run(["status"]).ok().stdout;
+    assert!(status.contains("gate running on task"), "{status}");
+    let (st, _, err) = finish(child, None, secs(20)).expect("the ask ends");
+    let err = String::from_utf8_lossy(&err);
+    assert_eq!(st.code(), Some(3), "{err}");
+    assert!(err.contains("did not finish within 3.0s"), "{err}");
+    assert!(started.elapsed() >= secs(3), "{:?}", started.elapsed());
+    // Killed (a killed orphan may stay a zombie for a moment, until init reaps it).
+    for pid in fs::read_to_string(&pids).unwrap().lines() {
+        wait_until(&format!("gate process {pid} is gone"), secs(5), || {
+            fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+        });
+    }
+    assert!(!env.run(["status"]).ok().stdout.contains("gate running"));
+}
+
+#[test]
+fn bad_plans_are_refused_before_anything_is_delivered() {
+    let env = Env::new();
+    let dir = project(
+        &env,
+        "shop",
+        &[agent("a", "cat"), agent("b", "cat")].concat(),
+    );
+    let cases: [&[&str]; 6] = [
+        &["ask", "a || b", "x"],
+        &["ask", "a | nosuch", "x"],
+        &["ask", "a", "--any", "x"],
+        &["ask", "a", "--retries", "11", "x"],
+        &["ask", "a", "--gate", "no-such-gate-program --check", "x"],
+        &["send", "a | | b", "x"],
+    ];
+    for args in cases {
+        let out = run_in(&env, &dir, args).expect(2);
+        assert!(!out.stderr.is_empty(), "{args:?}");
+    }
+    assert!(env.task_ids().is_empty(), "nothing was delivered");
+    // Editor mode: the same refusals, the prompt file byte for byte as it was.
+    for text in [
+        "@a | @nosuch do it",
+        "@a --any do it",
+        "@a | | @b do it",
+        "@a |",
+    ] {
+        let file = dir.join("prompt.md");
+        fs::write(&file, text).unwrap();
+        let out = run_in(&env, &dir, &[file.to_str().unwrap()]).expect(2);
+        assert_eq!(fs::read_to_string(&file).unwrap(), text, "{}", out.stderr);
+    }
+    assert!(env.task_ids().is_empty(), "nothing was delivered");
+}
+
+#[test]
+fn ctrl_c_during_a_pipeline_cancels_the_running_stage_and_delivers_no_later_one() {
+    let env = Env::new();
+    env.start_gated("g");
+    env.start("next", &["--driver", "exec", "--", "cat"]);
+    let mut cmd = env.cmd(["ask", "g | next", "x"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    wait_until("stage 1 has started", secs(10), || env.started_count() == 1);
+    signal(child.id(), Signal::SIGINT);
+    let (st, _, err) = finish(child, None, secs(20)).expect("the ask ends");
+    assert_eq!(st.code(), Some(4), "{}", String::from_utf8_lossy(&err));
+    let g = tasks_of(&env, "g");
+    wait_until("stage 1 has its end", secs(10), || {
+        env.task_dir(&g[0]).join("done.json").exists()
+    });
+    assert_eq!(env.done_json(&g[0])["state"], "cancelled");
+    assert!(
+        tasks_of(&env, "next").is_empty(),
+        "no later stage was delivered"
+    );
+}
+
+#[test]
+fn a_runner_killed_mid_stage_with_retries_left_is_restarted_and_the_pipeline_goes_on() {
+    let env = Env::new();
+    let gated = env.gated_agent();
+    let script = gated.last().unwrap();
+    let dir = project(
+        &env,
+        "shop",
+        &[
+            format!(
+                "[agent.g]\ndriver = \"exec\"\ncommand = [{}]\n",
+                toml_string(script)
+            ),
+            agent("tail", "echo tail saw:; cat"),
+        ]
+        .concat(),
+    );
+    let mut cmd = env.cmd(["ask", "g | tail", "the request", "--retries", "1"]);
+    cmd.current_dir(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    wait_until("stage 1 has started", secs(10), || env.started_count() == 1);
+    let g = fs::read_dir(env.home.join("agents"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("g."))
+        .unwrap();
+    let pid = env.runner_pid(&g);
+    signal(pid as u32, Signal::SIGKILL);
+    // The stage is delivered again to a runner started again, and the pipeline goes on.
+    wait_until("the retry has started", secs(20), || {
+        env.started_count() == 2
+    });
+    assert_ne!(env.runner_pid(&g), pid);
+    env.open_gate();
+    let (st, out, err) = finish(child, None, secs(20)).expect("the ask ends");
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(st.code(), Some(0), "{}", String::from_utf8_lossy(&err));
+    assert!(out.starts_with("tail saw:\n"), "{out}");
+    assert!(out.contains("=== baton: attempt 2 of 2 ==="), "{out}");
+}
+
+#[test]
+fn a_pipeline_sent_to_the_background_goes_on_and_wait_follows_it() {
+    let env = Env::new();
+    let dir = project(
+        &env,
+        "shop",
+        &[agent("a", "echo from a"), agent("b", "echo b got:; cat")].concat(),
+    );
+    let root = run_in(&env, &dir, &["send", "a | b", "in the background"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let out = env.run(["wait", &root]).ok();
+    assert!(out.stdout.starts_with("b got:\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("from a"), "{}", out.stdout);
+    let kept = json_lines(&env.run(["result", &root, "--json"]).ok().stdout);
+    assert_eq!(kept.len(), 2);
+    // Its outcome waits in the project's results inbox, shown once with --mark.
+    let results = run_in(&env, &dir, &["results", "--mark"]).ok().stdout;
+    assert!(
+        results.contains("==> @b (task") && results.contains("b got:"),
+        "{results}"
+    );
+    let again = run_in(&env, &dir, &["results"]).ok();
+    assert_eq!(again.stdout, "");
+    assert!(run_in(&env, &dir, &["results", "--all"])
+        .ok()
+        .stdout
+        .contains("b got:"));
+}
+
+/// Runs `baton hook KIND` with `event` on its stdin.
+fn hook(env: &Env, kind: &str, event: &serde_json::Value) -> Out {
+    env.run_stdin(["hook", kind], event.to_string().as_bytes())
+}
+
+#[test]
+fn a_background_answer_reaches_the_chief_once_and_only_in_its_own_project() {
+    let env = Env::new();
+    let shop = project(&env, "shop", &agent("bg", "echo shop answer"));
+    let blog = project(&env, "blog", &agent("bg", "echo blog answer"));
+    let id = run_in(&env, &shop, &["send", "bg", "work"]).ok().stdout;
+    env.run(["wait", id.trim()]).ok();
+    let event = |dir: &Path| serde_json::json!({"hook_event_name": "UserPromptSubmit", "cwd": dir, "session_id": "s1", "prompt": "next"});
+    // The blog's chief never sees the shop's result.
+    assert_eq!(hook(&env, "chief-prompt", &event(&blog)).ok().stdout, "");
+    let first = hook(&env, "chief-prompt", &event(&shop)).ok().stdout;
+    assert!(first.contains("background results arrived"), "{first}");
+    assert!(
+        first.contains("==> @bg (task") && first.contains("shop answer"),
+        "{first}"
+    );
+    // Once each.
+    assert_eq!(hook(&env, "chief-prompt", &event(&shop)).ok().stdout, "");
+    // Inside an agent the chief's hooks do nothing.
+    let id = run_in(&env, &shop, &["send", "bg", "more"]).ok().stdout;
+    env.run(["wait", id.trim()]).ok();
+    let mut cmd = env.cmd(["hook", "chief-prompt"]);
+    cmd.env("BATON_AGENT", "bg");
+    let out = env
+        .output(cmd, Some(event(&shop).to_string().into_bytes()))
+        .ok();
+    assert_eq!(out.stdout, "");
+    assert!(hook(&env, "chief-prompt", &event(&shop))
+        .ok()
+        .stdout
+        .contains("shop answer"));
+}
+
+#[test]
+fn chief_wait_blocks_until_a_result_arrives_then_wakes_the_session_with_it() {
+    let env = Env::new();
+    let shop = project(&env, "shop", &agent("bg", "echo the build failed"));
+    let event = serde_json::json!({"hook_event_name": "Stop", "cwd": shop, "session_id": "s-1"});
+    let mut cmd = env.cmd(["hook", "chief-wait"]);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut waiter = cmd.spawn().unwrap();
+    waiter
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(event.to_string().as_bytes())
+        .unwrap();
+    let lock = env.home.join("results");
+    wait_until("the waiter holds its session's lock", secs(10), || {
+        fs::read_dir(&lock).is_ok_and(|rd| {
+            rd.filter_map(|e| e.ok())
+                .any(|e| runner_alive(&e.path().join("waiters/s-1")))
+        })
+    });
+    // A second waiter for the same session leaves it to the first, at once.
+    hook(&env, "chief-wait", &event).ok();
+    assert!(
+        waiter.try_wait().unwrap().is_none(),
+        "the first still waits"
+    );
+    run_in(&env, &shop, &["send", "bg", "watch CI"]).ok();
+    let (st, _, err) = finish(waiter, None, secs(20)).expect("the waiter wakes");
+    let err = String::from_utf8_lossy(&err);
+    assert_eq!(st.code(), Some(2), "{err}");
+    assert!(err.contains("the build failed"), "{err}");
+}
+
+#[test]
+fn an_ampersand_runs_in_the_background_and_at_results_brings_the_answers_back() {
+    let env = Env::new();
+    env.start_gated("g");
+    let file = env.path("prompt.md");
+    fs::write(&file, "@g & watch CI and tell me when it fails").unwrap();
+    env.run([file.to_str().unwrap()]).ok();
+    let line = fs::read_to_string(&file).unwrap();
+    assert!(
+        line.starts_with("@g took it in the background (task "),
+        "{line}"
+    );
+    assert_eq!(line.lines().count(), 1, "{line}");
+    wait_until("the task runs", secs(10), || env.started_count() == 1);
+    // Nothing has arrived yet.
+    fs::write(&file, "@results").unwrap();
+    env.run([file.to_str().unwrap()]).ok();
+    assert!(
+        fs::read_to_string(&file)
+            .unwrap()
+            .contains("1 background task(s) still running"),
+        "{}",
+        fs::read_to_string(&file).unwrap()
+    );
+    env.open_gate();
+    let id = tasks_of(&env, "g").remove(0);
+    env.run(["wait", &id]).ok();
+    fs::write(&file, "@results").unwrap();
+    env.run([file.to_str().unwrap()]).ok();
+    let text = fs::read_to_string(&file).unwrap();
+    assert!(
+        text.starts_with(&format!(
+            "==> @g (task {id}, ok) <==\nwatch CI and tell me when it fails"
+        )),
+        "{text}"
+    );
+    fs::write(&file, "@results").unwrap();
+    env.run([file.to_str().unwrap()]).ok();
+    assert_eq!(
+        fs::read_to_string(&file).unwrap(),
+        "No background results have arrived.\n"
+    );
+}
+
+#[test]
+fn mail_from_eight_concurrent_senders_is_complete_and_in_order() {
+    let env = Env::new();
+    env.start("review", &["--driver", "exec", "--", "cat"]);
+    let threads: Vec<_> = (0..8)
+        .map(|s| {
+            let cmds: Vec<std::process::Command> = (0..20)
+                .map(|m| {
+                    let mut c =
+                        env.cmd(["msg", "send", "review", &format!("sender {s} message {m}")]);
+                    c.env("BATON_AGENT", format!("s{s}"));
+                    c
+                })
+                .collect();
+            std::thread::spawn(move || {
+                for mut c in cmds {
+                    let out = c.output().unwrap();
+                    assert!(
+                        out.status.success(),
+                        "{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let status = env.status_json_all();
+    assert_eq!(status[0]["unread"], 160);
+    let msgs = json_lines(
+        &env.run(["msg", "read", "review", "--json", "--mark"])
+            .ok()
+            .stdout,
+    );
+    assert_eq!(msgs.len(), 160);
+    for s in 0..8 {
+        let mine: Vec<String> = msgs
+            .iter()
+            .filter(|m| m["from"] == format!("s{s}"))
+            .map(|m| m["text"].as_str().unwrap().to_string())
+            .collect();
+        let want: Vec<String> = (0..20).map(|m| format!("sender {s} message {m}")).collect();
+        assert_eq!(mine, want);
+    }
+    assert!(msgs
+        .iter()
+        .all(|m| m["to"] == "review" && m["timestamp"].is_string()));
+    assert_eq!(env.status_json_all()[0]["unread"], 0);
+    assert!(env
+        .run(["msg", "list"])
+        .ok()
+        .stdout
+        .contains("review\t160 message(s), 0 unread"));
+}
+
+#[test]
+fn a_sender_killed_mid_line_leaves_no_torn_line_and_a_huge_message_is_refused() {
+    let env = Env::new();
+    env.start("review", &["--driver", "exec", "--", "cat"]);
+    let mut cmd = env.cmd(["msg", "send", "review", "this one is cut in half"]);
+    cmd.env("BATON_TEST_PAUSE", "mail-half-written");
+    let sender = cmd.spawn().unwrap();
+    wait_stopped(sender.id());
+    signal(sender.id(), Signal::SIGKILL);
+    let mut sender = sender;
+    let _ = sender.wait();
+    env.run(["msg", "send", "review", "whole"]).ok();
+    let raw = fs::read_to_string(env.home.join("messages/review.jsonl")).unwrap();
+    assert!(raw.ends_with('\n'));
+    let msgs = json_lines(&raw);
+    assert_eq!(msgs.len(), 1, "{raw}");
+    assert_eq!(msgs[0]["text"], "whole");
+    let big = vec![b'x'; 5 << 20];
+    let out = env
+        .run_stdin(["msg", "send", "review", "-"], &big)
+        .expect(2);
+    assert!(
+        out.stderr.contains("larger than 1024 KiB"),
+        "{}",
+        out.stderr
+    );
+    let out = env.run(["msg", "send", "nosuch", "hi"]).expect(2);
+    assert!(out.stderr.contains("unknown agent"), "{}", out.stderr);
+    assert_eq!(
+        json_lines(&env.run(["msg", "read", "review", "--json"]).ok().stdout).len(),
+        1
+    );
+}
+
+#[test]
+fn mail_goes_before_a_claude_agents_next_task_and_gc_purges_old_messages() {
+    if !have(&["python3"]) {
+        return;
+    }
+    let env = Env::new();
+    let home = format!("HOME={}", env.claude_home().display());
+    env.start(
+        "pl",
+        &["--driver", "claude", "--claude", STANDIN, "--env", &home],
+    );
+    let mut cmd = env.cmd(["msg", "send", "pl", "the API changed: see docs/api.md"]);
+    cmd.env("BATON_AGENT", "review");
+    env.output(cmd, None).ok();
+    let answer = env.run(["ask", "pl", "go on"]).ok().stdout;
+    assert!(
+        answer.contains("=== baton: messages for you ==="),
+        "{answer}"
+    );
+    assert!(answer.contains("from review at "), "{answer}");
+    assert!(
+        answer.contains("the API changed: see docs/api.md"),
+        "{answer}"
+    );
+    assert!(answer.contains("your task follows ===\ngo on"), "{answer}");
+    // Read once: the next task has no mail before it (the stand-in's answer starts with the
+    // prompt it was given, then what it remembers of earlier turns).
+    let next = env.run(["ask", "pl", "again"]).ok().stdout;
+    assert!(next.starts_with("turn 2: again (I remember:"), "{next}");
+    // An old message (its timestamp a day back) is purged; a new one is kept.
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(env.home.join("messages/pl.jsonl"))
+        .unwrap();
+    f.write_all(b"{\"from\":\"you\",\"to\":\"pl\",\"timestamp\":\"2020-01-01T00:00:00.000Z\",\"text\":\"old\"}\n").unwrap();
+    env.run(["msg", "send", "pl", "new"]).ok();
+    assert!(env
+        .run(["gc"])
+        .ok()
+        .stdout
+        .contains("1 old message(s) purged"));
+    let left = json_lines(
+        &env.run(["msg", "read", "pl", "--all", "--json"])
+            .ok()
+            .stdout,
+    );
+    let texts: Vec<&str> = left.iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["the API changed: see docs/api.md", "new"]);
+    // The read mark moved with the purge: only "new" is unread.
+    let unread = json_lines(&env.run(["msg", "read", "pl", "--json"]).ok().stdout);
+    assert_eq!(unread.len(), 1);
+}
+
+#[test]
+fn the_progress_of_a_claude_agent_is_the_tool_it_uses() {
+    if !have(&["python3"]) {
+        return;
+    }
+    let env = Env::new();
+    let home = env.claude_home();
+    env.start(
+        "pl",
+        &[
+            "--driver",
+            "claude",
+            "--claude",
+            STANDIN,
+            "--env",
+            &format!("HOME={}", home.display()),
+        ],
+    );
+    // The first turn makes the stand-in's state folder; the FIFO then holds the next turn.
+    env.run(["ask", "pl", "hello"]).ok();
+    let gate = home.join(".claude-standin/tool-gate");
+    nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let id = env.send("pl", "run the TOOL");
+    let progress = env.task_dir(&id).join("progress");
+    wait_until("the progress names the tool", secs(10), || {
+        fs::read_to_string(&progress).is_ok_and(|p| p == "Bash: cargo test -q")
+    });
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&gate)
+        .unwrap()
+        .write_all(b"go\n")
+        .unwrap();
+    assert!(env.run(["wait", &id]).ok().stdout.contains("run the TOOL"));
+}
+
+#[test]
+fn a_command_whose_reader_has_gone_ends_quietly() {
+    let env = Env::new();
+    for i in 0..30 {
+        env.start(&format!("a{i}"), &["--driver", "exec", "--", "cat"]);
+    }
+    let mut cmd = env.cmd(["status"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    drop(child.stdout.take());
+    let (st, _, err) = finish(child, None, secs(10)).expect("status ends");
+    let err = String::from_utf8_lossy(&err);
+    assert!(!err.contains("panicked"), "{err}");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        st.success() || st.signal() == Some(nix::libc::SIGPIPE),
+        "{st:?} {err}"
+    );
+}
