@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::util::*;
 
@@ -61,20 +61,25 @@ fn claude_code() -> Option<PathBuf> {
     }
 }
 
+/// The bodies of the requests the stand-in API was sent.
+type Requests = Arc<Mutex<Vec<String>>>;
+
 /// A stand-in of the Messages API: `HEAD /` is 200; `POST /v1/messages` streams one short text
-/// answer as server-sent events; anything else is an empty JSON object.
-fn messages_api() -> u16 {
+/// answer as server-sent events; anything else is an empty JSON object. Every request body is
+/// kept in `requests`.
+fn messages_api(requests: Requests) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding the stand-in API");
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || serve(stream));
+            let requests = Arc::clone(&requests);
+            std::thread::spawn(move || serve(stream, &requests));
         }
     });
     port
 }
 
-fn serve(stream: TcpStream) {
+fn serve(stream: TcpStream, requests: &Requests) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut request = String::new();
     if reader.read_line(&mut request).is_err() {
@@ -92,6 +97,9 @@ fn serve(stream: TcpStream) {
     }
     let mut body = vec![0u8; length];
     let _ = reader.read_exact(&mut body);
+    if let Ok(mut kept) = requests.lock() {
+        kept.push(String::from_utf8_lossy(&body).into_owned());
+    }
     let mut out = stream;
     let (method, path) = {
         let mut parts = request.split_whitespace();
@@ -139,8 +147,9 @@ fn serve(stream: TcpStream) {
     }
 }
 
-/// Starts the real Claude Code TUI in this test's tmux server, with baton as its editor.
-fn start_claude_code(env: &Env, claude: &Path) {
+/// Starts the real Claude Code TUI in this test's tmux server, with baton as its editor; returns
+/// what its requests to the stand-in API carry.
+fn start_claude_code(env: &Env, claude: &Path) -> Requests {
     let home = env.path("cc-home");
     let project = env.path("project");
     std::fs::create_dir_all(&home).unwrap();
@@ -152,7 +161,8 @@ fn start_claude_code(env: &Env, claude: &Path) {
         "projects": {project.to_string_lossy(): {"hasTrustDialogAccepted": true}},
     });
     std::fs::write(home.join(".claude.json"), seed.to_string()).unwrap();
-    let port = messages_api();
+    let requests: Requests = Arc::default();
+    let port = messages_api(Arc::clone(&requests));
     let script = env.script(
         "claude-code.sh",
         &format!(
@@ -181,6 +191,7 @@ fn start_claude_code(env: &Env, claude: &Path) {
     ])
     .ok();
     wait_for_screen(env, "for shortcuts");
+    requests
 }
 
 fn screen(env: &Env) -> String {
@@ -212,7 +223,7 @@ fn ctrl_g_in_claude_code_delegates_and_the_answer_lands_in_the_prompt_box() {
     let Some(claude) = claude_code() else { return };
     let env = Env::new();
     env.start("rev", &["--driver", "exec", "--", "tr", "a-z", "A-Z"]);
-    start_claude_code(&env, &claude);
+    let _ = start_claude_code(&env, &claude);
     keys(&env, &["-l", "@rev make this loud"]);
     wait_for_screen(&env, "@rev make this loud");
     keys(&env, &["C-g"]);
@@ -248,7 +259,7 @@ fn ctrl_c_while_baton_waits_leaves_claude_code_alive_with_its_prompt() {
     let Some(claude) = claude_code() else { return };
     let env = Env::new();
     env.start_gated("g");
-    start_claude_code(&env, &claude);
+    let _ = start_claude_code(&env, &claude);
     keys(&env, &["-l", "@g wait for me"]);
     wait_for_screen(&env, "@g wait for me");
     keys(&env, &["C-g"]);
@@ -278,4 +289,55 @@ fn ctrl_c_while_baton_waits_leaves_claude_code_alive_with_its_prompt() {
         env.task_dir(&id).join("done.json").exists()
     });
     assert_eq!(env.done_json(&id)["state"], "cancelled");
+}
+
+#[test]
+fn a_background_result_wakes_an_idle_claude_code_through_its_chief_hooks() {
+    let Some(claude) = claude_code() else { return };
+    let env = Env::new();
+    // The chief's hooks in the real Claude Code's settings (its schema accepts them, or the
+    // session would not run them), and a project whose monitor answers in the background.
+    let home = env.path("cc-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut install = env.cmd(["install", "claude", "--chief"]);
+    install.env("HOME", &home);
+    env.output(install, None).ok();
+    let project = env.path("project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join(".baton.toml"),
+        "[agent.monitor]\ndriver = \"exec\"\ncommand = [\"echo\", \"CI failed on main: test_auth\"]\n",
+    )
+    .unwrap();
+    let requests = start_claude_code(&env, &claude);
+    // SessionStart armed the waiter (it holds its session's lock).
+    let results = env.home.join("results");
+    wait_until("chief-wait is armed", secs(30), || {
+        std::fs::read_dir(&results).is_ok_and(|rd| {
+            rd.filter_map(|e| e.ok()).any(|e| {
+                std::fs::read_dir(e.path().join("waiters"))
+                    .is_ok_and(|w| w.filter_map(|f| f.ok()).any(|f| runner_alive(&f.path())))
+            })
+        })
+    });
+    let before = requests.lock().unwrap().len();
+    let mut send = env.cmd(["send", "monitor", "watch CI; answer when it fails"]);
+    send.current_dir(&project);
+    env.output(send, None).ok();
+    // The idle session wakes with the result: its next request to the model carries it.
+    wait_until(
+        "Claude Code tells the model of the result",
+        secs(30),
+        || {
+            requests.lock().unwrap()[before..]
+                .iter()
+                .any(|body| body.contains("CI failed on main: test_auth"))
+        },
+    );
+    // What the person sees: Claude Code's line for an async hook's feedback.
+    wait_for_screen(&env, "Stop hook feedback");
+    // Seen once: `baton results` has nothing new for the project.
+    let mut results = env.cmd(["results"]);
+    results.current_dir(&project);
+    assert_eq!(env.output(results, None).ok().stdout, "");
 }
