@@ -328,3 +328,43 @@ fn install_into_a_project_and_refuse_a_malformed_file() {
         "{broken"
     );
 }
+
+#[test]
+fn install_chief_adds_the_chiefs_hooks_as_shipped_and_uninstall_takes_them_out() {
+    let env = Env::new();
+    let project = env.path("proj");
+    let dir = project.to_str().unwrap();
+    env.run(["install", "claude", "--project", dir, "--chief"])
+        .ok();
+    let settings = project.join(".claude/settings.json");
+    let written: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&settings).unwrap()).unwrap();
+    let chief: serde_json::Value =
+        serde_json::from_str(include_str!("../../hooks/claude/chief-settings.json")).unwrap();
+    // Each of the chief's entries is there as shipped, with this baton's path for `baton`.
+    for (event, groups) in chief["hooks"].as_object().unwrap() {
+        let want = &groups[0]["hooks"][0];
+        let kind = want["command"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("baton ");
+        let found: Vec<&serde_json::Value> = written["hooks"][event]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|g| g["hooks"].as_array().unwrap())
+            .filter(|h| h["command"].as_str().unwrap().ends_with(kind))
+            .collect();
+        assert_eq!(found.len(), 1, "{event}: {written:#}");
+        assert_eq!(found[0]["asyncRewake"], want["asyncRewake"], "{event}");
+        assert_eq!(found[0]["timeout"], want["timeout"], "{event}");
+    }
+    let again = env
+        .run(["install", "claude", "--project", dir, "--chief"])
+        .ok();
+    assert!(again.stdout.contains("already"), "{}", again.stdout);
+    env.run(["uninstall", "claude", "--project", dir]).ok();
+    let left: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&settings).unwrap()).unwrap();
+    assert_eq!(left, serde_json::json!({}));
+}
