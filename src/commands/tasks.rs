@@ -18,6 +18,16 @@ pub fn parse_ids(ids: &[String]) -> anyhow::Result<Vec<TaskId>> {
         .collect::<Result<_, _>>()?)
 }
 
+/// Marks the background results of the finished work `ids` seen (in whichever project's inbox
+/// they are): an answer someone waited for, or read, need not reach the chief as well.
+fn seen(store: &Store, ids: &[TaskId]) {
+    for inbox in crate::protocol::results::all(store) {
+        for id in ids {
+            let _ = inbox.claim(id);
+        }
+    }
+}
+
 /// The record of the workflow that starts with task `id`, if it is one's first task.
 fn workflow_of(store: &Store, id: &TaskId) -> anyhow::Result<Option<Record>> {
     Ok(crate::protocol::workflow::load(&store.task(id))?)
@@ -35,10 +45,19 @@ pub fn wait(
     if let [id] = ids.as_slice() {
         if workflow_of(store, id)?.is_some() {
             let ends = background::follow_workflow(store, id, timeout, &mut caller)?;
+            if background::outcome(store, id).is_some() {
+                seen(store, &ids);
+            }
             return print_ends(&ends, format);
         }
     }
     let ends = coordinator::follow(store, &ids, timeout, &mut caller)?;
+    let ended: Vec<TaskId> = ids
+        .iter()
+        .filter(|id| store.task(id).is_done())
+        .cloned()
+        .collect();
+    seen(store, &ended);
     print_ends(&ends, format)
 }
 
@@ -64,10 +83,16 @@ pub fn supervise(store: &Store, root: &str) -> anyhow::Result<Exit> {
 pub fn result(store: &Store, id: &str, format: Format) -> anyhow::Result<Exit> {
     let id = TaskId::parse(id)?;
     if let Some(rec) = workflow_of(store, &id)? {
+        if rec.state.is_some() {
+            seen(store, std::slice::from_ref(&id));
+        }
         return workflow_result(store, &rec, format);
     }
     match coordinator::end_of(store, &id)? {
-        Some(end) => print_ends(&[end], format),
+        Some(end) => {
+            seen(store, std::slice::from_ref(&id));
+            print_ends(&[end], format)
+        }
         None => {
             let (_, agent) = coordinator::load(store, &id)?;
             let state = if inbox::is_queued(&agent, &id) {

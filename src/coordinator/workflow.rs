@@ -142,8 +142,9 @@ pub fn run(
         .iter()
         .map(|s| resolve::resolve(store, config, s))
         .collect::<anyhow::Result<_>>()?;
-    // Everything that can be refused is refused before anything is delivered.
-    for stage in &targets {
+    // Everything that can be refused is refused before anything is delivered (the first stage
+    // is checked as it starts, just below: once is enough on the hot path).
+    for stage in targets.iter().skip(1) {
         resolve::check_ready(store, stage, plan.queue, plan.offer_queue)?;
     }
     let declared = targets

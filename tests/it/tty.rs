@@ -319,12 +319,16 @@ fn detaching_a_pipeline_hands_the_rest_of_it_to_the_background() {
     // Nobody waits any more, yet stage 2 runs once stage 1 answers.
     let root = env.task_ids().pop().unwrap();
     env.open_gate();
+    let record = env.task_dir(&root).join("workflow.json");
+    wait_until("the workflow has ended", secs(20), || {
+        fs::read_to_string(&record).is_ok_and(|r| r.contains("\"state\":\"ok\""))
+    });
+    assert!(env.run(["results"]).ok().stdout.contains("next saw:"));
     let out = env.run(["wait", &root]).ok().stdout;
     assert!(
         out.starts_with("next saw:\n") && out.contains("do it"),
         "{out}"
     );
-    assert!(env.run(["results"]).ok().stdout.contains("next saw:"));
 }
 
 #[test]

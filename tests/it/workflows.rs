@@ -52,6 +52,25 @@ fn tasks_of(env: &Env, agent: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits until task `id` has its end (without `baton wait`, which would mark its result seen).
+fn until_done(env: &Env, id: &str) {
+    let done = env.task_dir(id.trim()).join("done.json");
+    wait_until(&format!("task {} has its end", id.trim()), secs(10), || {
+        done.exists()
+    });
+}
+
+/// Waits until the workflow rooted at `root` has its outcome recorded.
+fn until_workflow_done(env: &Env, root: &str) {
+    let record = env.task_dir(root).join("workflow.json");
+    wait_until(&format!("workflow {root} has ended"), secs(20), || {
+        fs::read(&record)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|r| !r["state"].is_null())
+    });
+}
+
 fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -494,28 +513,35 @@ fn a_pipeline_sent_to_the_background_goes_on_and_wait_follows_it() {
         "shop",
         &[agent("a", "echo from a"), agent("b", "echo b got:; cat")].concat(),
     );
-    let root = run_in(&env, &dir, &["send", "a | b", "in the background"])
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
-    let out = env.run(["wait", &root]).ok();
-    assert!(out.stdout.starts_with("b got:\n"), "{}", out.stdout);
-    assert!(out.stdout.contains("from a"), "{}", out.stdout);
-    let kept = json_lines(&env.run(["result", &root, "--json"]).ok().stdout);
-    assert_eq!(kept.len(), 2);
+    let send = |prompt: &str| {
+        run_in(&env, &dir, &["send", "a | b", prompt])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    let root = send("in the background");
+    until_workflow_done(&env, &root);
     // Its outcome waits in the project's results inbox, shown once with --mark.
     let results = run_in(&env, &dir, &["results", "--mark"]).ok().stdout;
     assert!(
         results.contains("==> @b (task") && results.contains("b got:"),
         "{results}"
     );
-    let again = run_in(&env, &dir, &["results"]).ok();
-    assert_eq!(again.stdout, "");
+    assert_eq!(run_in(&env, &dir, &["results"]).ok().stdout, "");
     assert!(run_in(&env, &dir, &["results", "--all"])
         .ok()
         .stdout
         .contains("b got:"));
+    // `wait` of the workflow's id waits for its outcome, and `result --json` keeps every stage.
+    let root = send("again");
+    let out = env.run(["wait", &root]).ok();
+    assert!(out.stdout.starts_with("b got:\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("from a"), "{}", out.stdout);
+    let kept = json_lines(&env.run(["result", &root, "--json"]).ok().stdout);
+    assert_eq!(kept.len(), 2);
+    // An answer someone waited for is seen: it does not reach the chief as well.
+    assert_eq!(run_in(&env, &dir, &["results"]).ok().stdout, "");
 }
 
 /// Runs `baton hook KIND` with `event` on its stdin.
@@ -529,7 +555,7 @@ fn a_background_answer_reaches_the_chief_once_and_only_in_its_own_project() {
     let shop = project(&env, "shop", &agent("bg", "echo shop answer"));
     let blog = project(&env, "blog", &agent("bg", "echo blog answer"));
     let id = run_in(&env, &shop, &["send", "bg", "work"]).ok().stdout;
-    env.run(["wait", id.trim()]).ok();
+    until_done(&env, &id);
     let event = |dir: &Path| serde_json::json!({"hook_event_name": "UserPromptSubmit", "cwd": dir, "session_id": "s1", "prompt": "next"});
     // The blog's chief never sees the shop's result.
     assert_eq!(hook(&env, "chief-prompt", &event(&blog)).ok().stdout, "");
@@ -543,7 +569,7 @@ fn a_background_answer_reaches_the_chief_once_and_only_in_its_own_project() {
     assert_eq!(hook(&env, "chief-prompt", &event(&shop)).ok().stdout, "");
     // Inside an agent the chief's hooks do nothing.
     let id = run_in(&env, &shop, &["send", "bg", "more"]).ok().stdout;
-    env.run(["wait", id.trim()]).ok();
+    until_done(&env, &id);
     let mut cmd = env.cmd(["hook", "chief-prompt"]);
     cmd.env("BATON_AGENT", "bg");
     let out = env
@@ -618,7 +644,7 @@ fn an_ampersand_runs_in_the_background_and_at_results_brings_the_answers_back() 
     );
     env.open_gate();
     let id = tasks_of(&env, "g").remove(0);
-    env.run(["wait", &id]).ok();
+    until_done(&env, &id);
     fs::write(&file, "@results").unwrap();
     env.run([file.to_str().unwrap()]).ok();
     let text = fs::read_to_string(&file).unwrap();
