@@ -4,11 +4,15 @@
 
 pub mod agent;
 pub mod ask;
+pub mod completions;
 pub mod demo;
+pub mod doctor;
 pub mod install;
+pub mod logs;
 pub mod status;
 pub mod tasks;
 pub mod team;
+pub mod watch;
 
 use std::io::Write;
 use std::path::Path;
@@ -96,4 +100,16 @@ pub fn describe(end: &TaskEnd) -> String {
             .map(|e| format!(": {e}"))
             .unwrap_or_default()
     )
+}
+
+/// Writes `bytes` to standard output at once. A reader that went away (`| head`) is not an
+/// error: the command has said what it had to.
+pub fn print_out(bytes: &[u8]) -> anyhow::Result<Exit> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("writing to standard output"))
+        }
+        _ => Ok(Exit::Ok),
+    }
 }
