@@ -634,7 +634,13 @@ fn claude_hooks(ctx: &Ctx) -> Vec<Finding> {
 fn runners(ctx: &Ctx) -> Vec<Finding> {
     const CHECK: &str = "runners";
     let Some(store) = &ctx.store else {
-        return Vec::new();
+        return match &ctx.root {
+            Ok(root) if root.exists() => vec![note(
+                CHECK,
+                "not checked: the state folder cannot be read (see above)",
+            )],
+            _ => Vec::new(),
+        };
     };
     let rows = match super::status::rows(store) {
         Ok(rows) => rows,
@@ -669,13 +675,11 @@ fn runners(ctx: &Ctx) -> Vec<Finding> {
             continue;
         }
         let mut left = Vec::new();
+        let mut pid = String::new();
         if let Ok(Some(status)) = paths.read_status() {
             if status.status != AgentState::Stopped {
-                left.push(format!(
-                    "its status.json still says {} (pid {})",
-                    status.status.as_str(),
-                    status.pid
-                ));
+                pid = format!(" (pid {})", status.pid);
+                left.push(format!("status.json saying {}", status.status.as_str()));
             }
         }
         let claimed = crate::protocol::inbox::depth(&paths.inbox_cur);
@@ -698,7 +702,7 @@ fn runners(ctx: &Ctx) -> Vec<Finding> {
         if !left.is_empty() {
             findings.push(fail(
                 CHECK,
-                format!("agent {name}: its runner died, leaving {}", left.join(", ")),
+                format!("agent {name}: its runner{pid} died and left {}", left.join(", ")),
                 format!(
                     "`baton agent start {name}` (it records the lost tasks and ends what was left), then `baton agent stop {name}` if it should not run"
                 ),
