@@ -8,6 +8,7 @@ mod util;
 mod abuse;
 mod claude;
 mod claude_code;
+mod completions;
 mod core;
 mod doctor;
 mod editor;
