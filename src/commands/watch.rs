@@ -135,7 +135,14 @@ impl Snapshot {
                 .unwrap_or_else(|| "-".into());
             lines.push(format!(
                 "{:<20} {:<12} {:<6} {:<10} {:<28} {:>7} {:>6}  {}",
-                a.name, a.project, a.driver, a.state, a.task, elapsed, a.queued, a.last_log
+                fit(&a.name, 20),
+                fit(&a.project, 12),
+                a.driver,
+                fit(&a.state, 10),
+                fit(&a.task, 28),
+                elapsed,
+                a.queued,
+                a.last_log
             ));
             if let Some(p) = &a.problem {
                 lines.push(format!("  problem: {p}"));
@@ -206,6 +213,16 @@ fn without_date(line: &str) -> String {
         }
         _ => line.to_string(),
     }
+}
+
+/// `s` cut to `width` characters (the last one an ellipsis), so that the columns stay put.
+fn fit(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s.to_string();
+    }
+    let mut cut: String = s.chars().take(width - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// "7s", "3m05s", "2h04m".
@@ -438,5 +455,7 @@ mod tests {
             "15:47:03 [baton] task x: started"
         );
         assert_eq!(without_date("plain line"), "plain line");
+        assert_eq!(fit("abcdef", 4), "abc…");
+        assert_eq!(fit("abc", 4), "abc");
     }
 }

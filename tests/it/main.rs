@@ -21,3 +21,4 @@ mod streamed;
 mod team;
 mod tmux_driver;
 mod tty;
+mod watch;
