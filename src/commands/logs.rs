@@ -13,7 +13,7 @@
 //! that runs it dies.
 //!
 //! Nothing here writes to the state folder; a reader that goes away (`| head`) ends the command
-//! quietly.
+//! quietly, at once (standard output, when it is a pipe, is polled too).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -190,18 +190,21 @@ fn agent_log(store: &Store, agent: &AgentPaths, lines: Lines, follow: bool) -> R
         .watches()
         .add(&agent.dir, in_dir)
         .map_err(|e| inotify_error("watching", &agent.dir, e))?;
+    let pipe = super::stdout_pipe();
     loop {
         if !followed.catch_up(&mut out)? {
             return Ok(Exit::Ok);
         }
-        {
+        let reader_gone = {
             let mut poll = Poll::new();
             poll.add(sigs.fd());
             poll.add(inotify.as_fd());
+            let out = pipe.map(|fd| poll.add(fd));
             poll.wait(None).during("waiting on", &agent.dir)?;
-        }
+            out.is_some_and(|i| poll.ready(i))
+        };
         sigs.drain();
-        if sigs.take().is_some() {
+        if sigs.take().is_some() || reader_gone {
             return Ok(Exit::Ok);
         }
         drain_inotify(&mut inotify);
@@ -324,6 +327,7 @@ fn task_output(
         .watches()
         .add(&agent.dir, WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO)
         .map_err(|e| inotify_error("watching", &agent.dir, e))?;
+    let pipe = super::stdout_pipe();
     let mut following = TaskFollow {
         file: None,
         pos: 0,
@@ -353,14 +357,16 @@ fn task_output(
             .into());
         }
         following.check_runner(agent, id)?;
-        {
+        let reader_gone = {
             let mut poll = Poll::new();
             poll.add(sigs.fd());
             poll.add(inotify.as_fd());
+            let out = pipe.map(|fd| poll.add(fd));
             poll.wait(None).during("waiting on", &paths.dir)?;
-        }
+            out.is_some_and(|i| poll.ready(i))
+        };
         sigs.drain();
-        if sigs.take().is_some() {
+        if sigs.take().is_some() || reader_gone {
             return Ok(Exit::Ok);
         }
         drain_inotify(&mut inotify);

@@ -113,3 +113,17 @@ pub fn print_out(bytes: &[u8]) -> anyhow::Result<Exit> {
         _ => Ok(Exit::Ok),
     }
 }
+
+/// Standard output, if it is a pipe: a command that follows something forever polls it too, so
+/// that it ends as soon as its reader goes away (`| head -1`) rather than at its next line. (A
+/// pipe's write end is never readable; it is ready only when the reader has closed it.)
+pub fn stdout_pipe() -> Option<std::os::fd::BorrowedFd<'static>> {
+    // SAFETY: descriptor 1 is standard output, open for the life of the process (baton never
+    // closes it); the borrow is only polled.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(nix::libc::STDOUT_FILENO) };
+    let meta = nix::sys::stat::fstat(fd).ok()?;
+    let fifo = nix::sys::stat::SFlag::from_bits_truncate(meta.st_mode)
+        & nix::sys::stat::SFlag::S_IFMT
+        == nix::sys::stat::SFlag::S_IFIFO;
+    fifo.then_some(fd)
+}

@@ -16,7 +16,8 @@
 //! screen, raw mode; given back exactly on `q`, Ctrl-C, SIGTERM, SIGHUP and a panic) and follows
 //! resizes (SIGWINCH). Elsewhere it prints one snapshot per change, line by line (`baton status
 //! --watch | grep working` works): a snapshot is printed only when what it shows differs from
-//! the last one. It exits 0 when asked to stop, or when its reader goes away.
+//! the last one. It exits 0 when asked to stop, or as soon as its reader goes away (a pipe's
+//! closing is polled too).
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -321,6 +322,7 @@ fn stop_asked(sigs: &Signals) -> bool {
 
 /// Not a terminal: one snapshot per change, each headed by the time it was read.
 fn snapshots(store: &Store, sigs: &Signals, watches: &mut Watches) -> Result<Exit> {
+    let pipe = super::stdout_pipe();
     let mut shown: Option<Snapshot> = None;
     let mut last_read: Option<Instant> = None;
     let mut dirty = true;
@@ -343,15 +345,16 @@ fn snapshots(store: &Store, sigs: &Signals, watches: &mut Watches) -> Result<Exi
             }
         }
         let deadline = if dirty { due } else { None };
-        let changed = {
+        let (changed, reader_gone) = {
             let mut poll = Poll::new();
             poll.add(sigs.fd());
             let changes = poll.add(watches.inotify.as_fd());
+            let out = pipe.map(|fd| poll.add(fd));
             poll.wait(deadline).during("waiting on", store.root())?;
-            poll.ready(changes)
+            (poll.ready(changes), out.is_some_and(|i| poll.ready(i)))
         };
         sigs.drain();
-        if stop_asked(sigs) {
+        if stop_asked(sigs) || reader_gone {
             return Ok(Exit::Ok);
         }
         if changed {
@@ -399,6 +402,7 @@ fn full_screen(store: &Store, sigs: &Signals, watches: &mut Watches) -> Result<E
             screen
                 .draw(&lines)
                 .during("drawing on the terminal for", store.root())?;
+            crate::test_hooks::panic_point(crate::test_hooks::WATCH_DRAWN);
         }
         // While a task runs its elapsed time moves: redraw at the next whole second.
         let tick = snap.running().then(|| {

@@ -167,3 +167,23 @@ fn logs_follow_of_a_task_whose_runner_dies_says_so_and_exits_5() {
         "noticed without waiting for anything else"
     );
 }
+
+#[test]
+fn a_follow_whose_reader_goes_away_ends_at_once() {
+    use std::io::Read;
+    let env = Env::new();
+    env.start("sh1", &[]);
+    for args in [&["logs", "sh1", "-f"][..], &["status", "--watch"][..]] {
+        let mut cmd = env.cmd(args);
+        cmd.stdout(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 16];
+        stdout.read_exact(&mut first).unwrap();
+        // `| head -c 16`: the reader leaves while nothing new is written.
+        drop(stdout);
+        let status = wait_child(&mut child, secs(10))
+            .unwrap_or_else(|| panic!("{args:?} went on after its reader left"));
+        assert_eq!(status.code(), Some(0), "{args:?}");
+    }
+}

@@ -91,10 +91,15 @@ impl Drop for Pane {
 /// The pane's script: the terminal settings before and after `baton status --watch`, its exit
 /// code, and whatever typed input it left unread.
 fn pane_script(env: &Env) -> PathBuf {
+    pane_script_with(env, "")
+}
+
+/// `pane_script`, with `extra` variables (`K=V …`) in baton's environment.
+fn pane_script_with(env: &Env, extra: &str) -> PathBuf {
     env.script(
         "pane.sh",
         &format!(
-            "export BATON_HOME='{home}'\nunset BATON_AGENT VISUAL EDITOR TMUX\ncd '{dir}'\nstty -g > before\n'{bin}' status --watch\necho $? > rc.tmp\nstty -g > after\nstty -icanon min 0 time 0\ndd bs=1 count=100 2>/dev/null > leftover\nstty \"$(cat before)\"\nmv rc.tmp rc\nread _\n",
+            "export BATON_HOME='{home}' {extra}\nunset BATON_AGENT VISUAL EDITOR TMUX\ncd '{dir}'\nstty -g > before\n'{bin}' status --watch\necho $? > rc.tmp\nstty -g > after\nstty -icanon min 0 time 0\ndd bs=1 count=100 2>/dev/null > leftover\nstty \"$(cat before)\"\nmv rc.tmp rc\nread _\n",
             home = env.home.display(),
             dir = env.dir.path().display(),
             bin = BIN,
@@ -287,4 +292,23 @@ fn without_a_terminal_it_prints_one_snapshot_per_change() {
         assert_ne!(pair[0], pair[1], "a snapshot repeated:\n{text}");
     }
     assert!(!text.contains('\x1b'), "no escape codes in a pipe");
+}
+
+#[test]
+fn a_panic_restores_the_terminal_and_its_message_is_seen() {
+    if !have(&["tmux"]) {
+        return;
+    }
+    let env = Env::new();
+    let pane = Pane::start(
+        &env,
+        &pane_script_with(&env, "BATON_TEST_PANIC=watch-drawn"),
+    );
+    assert_eq!(exit_code(&env), 101, "the exit code of a panic");
+    assert_terminal_restored(&env, &pane);
+    let screen = pane.screen();
+    assert!(
+        screen.contains("test panic at watch-drawn"),
+        "the message is on the main screen:\n{screen}"
+    );
 }
