@@ -229,3 +229,52 @@ fn half_of_claude_codes_hooks_is_a_failure_naming_the_missing_ones() {
     let out = doctor(&env, &[], &vars).ok();
     assert!(line(&out, "✓", "Claude Code hooks").contains("all 5"));
 }
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    if !have(&["tmux"]) {
+        return;
+    }
+    let env = Env::new();
+    let home = env.path("home");
+    fs::create_dir_all(&home).unwrap();
+    let editor = an_editor(&env);
+    for (session, no_color, coloured) in [
+        ("plain", "export NO_COLOR=1", false),
+        ("colour", "unset NO_COLOR", true),
+    ] {
+        let done = env.path(&format!("{session}.done"));
+        let script = env.script(
+            &format!("{session}.sh"),
+            &format!(
+                "export BATON_HOME='{}' HOME='{}' BATON_EDITOR='{editor}'\n{no_color}\n'{BIN}' doctor\ntouch '{}'\nread _\n",
+                env.home.display(),
+                home.display(),
+                done.display()
+            ),
+        );
+        env.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "200",
+            "-y",
+            "30",
+            &format!("sh {}", script.display()),
+        ])
+        .ok();
+        wait_until("doctor has printed in the pane", secs(15), || done.exists());
+        let screen = env
+            .tmux(&["capture-pane", "-p", "-e", "-t", session])
+            .ok()
+            .stdout;
+        assert!(screen.contains("all is well"), "{screen}");
+        assert_eq!(
+            screen.contains("\x1b[32m"),
+            coloured,
+            "{session}: {screen:?}"
+        );
+    }
+}
