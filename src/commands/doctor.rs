@@ -108,7 +108,9 @@ impl Ctx {
         let store = root
             .as_ref()
             .ok()
-            .filter(|r| store::check_dir(r).is_ok() && r.join("agents").is_dir())
+            .filter(|r| store::check_dir(r).is_ok())
+            // Opening the store makes these when they are missing: doctor makes nothing.
+            .filter(|r| r.join("agents").is_dir() && r.join("tasks").is_dir())
             .and_then(|r| Store::open_at(r.clone()).ok());
         let dir = match project {
             Some(p) => std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()),
