@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use clap_complete::engine::ArgValueCompleter;
 
 use crate::commands::{self, agent, ask, status, tasks};
+use crate::commands::{completions, doctor, logs, watch};
 use crate::editor::{self, EditArgs};
 use crate::error::usage;
 use crate::exit::{Exit, EXIT_CODES_HELP};
@@ -45,6 +47,7 @@ enum Cmd {
         /// AGENT (an agent or a pool, declared or started by hand); A,B,… (a fan-out: the same
         /// prompt to each, every answer headed by its agent); 'A | B,C | D' (a pipeline: each
         /// stage gets the request and the answers of the stage before)
+        #[arg(add = ArgValueCompleter::new(completions::agent_lists))]
         agents: String,
         /// The prompt; `-` (or nothing, when stdin is not a terminal) reads standard input.
         prompt: Option<String>,
@@ -56,6 +59,7 @@ enum Cmd {
     /// Deliver a prompt and print the task id, without waiting; the answer goes to `baton results`.
     Send {
         /// AGENT, A,B,… or 'A | B' as for `ask` (a workflow goes on in the background)
+        #[arg(add = ArgValueCompleter::new(completions::agent_lists))]
         agents: String,
         /// The prompt; `-` (or nothing, when stdin is not a terminal) reads standard input.
         prompt: Option<String>,
@@ -109,9 +113,14 @@ enum Cmd {
         tasks: Vec<String>,
     },
     /// Every agent: state, pid, driver, queue depth, tasks done, current task.
+    #[command(after_help = watch::STATUS_EXAMPLES)]
     Status {
         #[arg(long)]
         json: bool,
+        /// Keep the view up to date: full-screen on a terminal, redrawn when something changes
+        /// (q or Ctrl-C quits); elsewhere a new snapshot at each change, line by line.
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
     },
     /// Remove finished tasks older than a duration (default 7d), and agent mail older than
     /// `message_retention` (default 24h).
@@ -122,7 +131,7 @@ enum Cmd {
     /// Editor mode on FILE (see below); --agent sends the whole prompt to AGENT.
     Edit {
         file: PathBuf,
-        #[arg(long)]
+        #[arg(long, add = ArgValueCompleter::new(completions::agent_names))]
         agent: Option<String>,
         #[arg(long, value_parser = parse_duration)]
         timeout: Option<Duration>,
@@ -152,6 +161,7 @@ enum Cmd {
     },
     /// Switch this terminal to a tmux agent's window (switch-client inside tmux, else attach).
     Attach {
+        #[arg(add = ArgValueCompleter::new(completions::agent_names))]
         name: String,
         #[command(flatten)]
         project: ProjectArg,
@@ -178,6 +188,48 @@ enum Cmd {
         #[command(subcommand)]
         target: InstallTarget,
     },
+    /// Print an agent's log, or one task's output; -f follows it as it grows.
+    #[command(after_help = logs::EXAMPLES)]
+    Logs {
+        /// The agent (a declared name, a pool member such as coding-2, or an id from `baton
+        /// agent list`).
+        #[arg(add = ArgValueCompleter::new(completions::agent_names))]
+        name: String,
+        /// Keep printing what is appended, across the log's rotation and runner restarts, until
+        /// Ctrl-C (exit 0). With --task: until the task ends, exiting with its code.
+        #[arg(short, long)]
+        follow: bool,
+        /// Print only the last N lines (`all`: everything). Default: 10 of a log, all of a
+        /// task's output.
+        #[arg(short = 'n', long = "lines", value_name = "N", value_parser = logs::parse_lines)]
+        lines: Option<logs::Lines>,
+        /// Show this task's output (while it runs) or its answer (once it has ended) instead of
+        /// the agent's log.
+        #[arg(long, value_name = "ID")]
+        task: Option<String>,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Check the setup: the state folder, the editors, tmux and claude, Claude Code's hooks,
+    /// runners that died, the config. One line per check; exit 1 if any fails.
+    #[command(after_help = doctor::EXAMPLES)]
+    Doctor {
+        /// Print the checks as one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Print the shell code that completes baton's commands, options and agent names.
+    #[command(after_help = completions::EXAMPLES)]
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: completions::Shell,
+    },
+    /// Print baton's man page (roff), made from this help.
+    #[command(after_help = completions::MAN_EXAMPLES)]
+    Man,
 }
 
 /// How a task is delegated.
@@ -310,6 +362,7 @@ merge squash commit), over [git] commit_agent, review_agent, timeout, on_failure
 #[derive(clap::Args, Debug, Clone)]
 struct SpecArgs {
     /// Agent name: 1-32 of a-z, 0-9, '_', '-'.
+    #[arg(add = ArgValueCompleter::new(completions::agent_names))]
     name: String,
     /// shell (the default for a new agent): one persistent shell, each task a script run in
     /// it. exec: one process per task, the prompt on stdin, stdout the answer. claude: one
@@ -389,20 +442,31 @@ enum AgentCmd {
     Serve,
     /// Stop a runner (SIGTERM; a task in flight ends as cancelled).
     Stop {
+        #[arg(add = ArgValueCompleter::new(completions::agent_names))]
         name: String,
         #[command(flatten)]
         project: ProjectArg,
     },
-    /// List agents and whether their runner is alive.
-    List,
+    /// List the agents in the state folder: their names, one a line (for scripts).
+    #[command(after_help = commands::agent::LIST_EXAMPLES)]
+    List {
+        /// Print name, state (running or stopped) and driver, tab-separated.
+        #[arg(short, long, conflicts_with = "json")]
+        long: bool,
+        /// Print a JSON array: each agent's name, state, driver, project and pool.
+        #[arg(long)]
+        json: bool,
+    },
     /// Forget the agent's context: the claude driver starts a new session.
     Reset {
+        #[arg(add = ArgValueCompleter::new(completions::agent_names))]
         name: String,
         #[command(flatten)]
         project: ProjectArg,
     },
     /// Remove a stopped agent: its state and history, and its git worktree if it is clean.
     Remove {
+        #[arg(add = ArgValueCompleter::new(completions::agent_names))]
         name: String,
         #[command(flatten)]
         project: ProjectArg,
@@ -498,8 +562,18 @@ fn env_timeout() -> Result<Option<Duration>> {
     }
 }
 
+/// The command line as clap sees it (for completions and the man page).
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 /// The whole program: parses `args` (without the program name) and runs the command.
 pub fn run(args: Vec<OsString>) -> Result<Exit> {
+    // A shell asking for completions (the script `baton completions SHELL` prints) is answered
+    // before anything else, editor mode included.
+    if let Some(exit) = completions::answer_if_asked(&args)? {
+        return Ok(exit);
+    }
     if let Some(file) = editor_file(&args) {
         return editor::run(EditArgs {
             file,
@@ -665,7 +739,6 @@ fn dispatch(cmd: Cmd) -> Result<Exit> {
             ),
             MsgCmd::List { json } => commands::msg::list(&Store::open()?, json),
         },
-        Cmd::Status { json } => status::status(&Store::open()?, json),
         Cmd::Gc { older_than } => tasks::gc(
             &Store::open()?,
             older_than,
@@ -673,6 +746,30 @@ fn dispatch(cmd: Cmd) -> Result<Exit> {
                 .message_retention
                 .map(|s| s.value),
         ),
+        Cmd::Status {
+            json: _,
+            watch: true,
+        } => watch::watch(&Store::open()?),
+        Cmd::Status { json, watch: false } => status::status(&Store::open()?, json),
+        Cmd::Logs {
+            name,
+            follow,
+            lines,
+            task,
+            project,
+        } => logs::logs(
+            &Store::open()?,
+            &project.config()?,
+            logs::LogsArgs {
+                name,
+                follow,
+                lines,
+                task,
+            },
+        ),
+        Cmd::Doctor { json, project } => doctor::doctor(project.project.as_deref(), json),
+        Cmd::Completions { shell } => completions::completions(shell),
+        Cmd::Man => completions::man(),
         Cmd::Agent { command } => match command {
             AgentCmd::Run { spec } => {
                 let config = spec.project.config()?;
@@ -692,7 +789,7 @@ fn dispatch(cmd: Cmd) -> Result<Exit> {
             AgentCmd::Stop { name, project } => {
                 agent::stop(&Store::open()?, &project.config()?, &name)
             }
-            AgentCmd::List => agent::list(&Store::open()?),
+            AgentCmd::List { long, json } => agent::list(&Store::open()?, long, json),
             AgentCmd::Reset { name, project } => {
                 agent::reset(&Store::open()?, &project.config()?, &name)
             }

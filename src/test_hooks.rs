@@ -1,4 +1,5 @@
-//! Named points at which a test can freeze baton, to reproduce a race on demand: when
+//! Named points at which a test can freeze baton, to reproduce a race on demand (or make it
+//! panic there, `panic_point`): when
 //! `BATON_TEST_PAUSE` names the point, the process stops itself there (SIGSTOP). The test sees
 //! the stopped state in `/proc`, does its damage (SIGKILL, a signal, a file), and lets it go on
 //! with SIGCONT. Only debug builds (what `cargo test` runs) have them: in a release build a
@@ -33,3 +34,19 @@ pub fn pause_point(name: &str) {
 #[cfg(not(debug_assertions))]
 #[inline(always)]
 pub fn pause_point(_name: &str) {}
+
+/// In `baton status --watch`, once the full-screen view has been drawn (for `panic_point`).
+pub const WATCH_DRAWN: &str = "watch-drawn";
+
+/// Panics when `BATON_TEST_PANIC` names the point: how a test shows that a panic still gives
+/// the terminal back. Debug builds only, like `pause_point`.
+#[cfg(debug_assertions)]
+pub fn panic_point(name: &str) {
+    if std::env::var("BATON_TEST_PANIC").is_ok_and(|v| v == name) {
+        panic!("test panic at {name}");
+    }
+}
+
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+pub fn panic_point(_name: &str) {}

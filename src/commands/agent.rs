@@ -157,7 +157,7 @@ pub fn start(
 }
 
 /// The paths of a known agent (by the name a person gives it), or a usage error naming it.
-fn known(store: &Store, config: &Config, name: &str) -> anyhow::Result<AgentPaths> {
+pub fn known(store: &Store, config: &Config, name: &str) -> anyhow::Result<AgentPaths> {
     store
         .agent(&named(config, name)?.id)?
         .ok_or_else(|| usage(format!("unknown agent {name:?}: it has never run")))
@@ -212,22 +212,47 @@ pub fn stop(store: &Store, config: &Config, name: &str) -> anyhow::Result<Exit> 
     Err(Error::Unreachable(format!("agent {name} (pid {pid}) did not stop")).into())
 }
 
-pub fn list(store: &Store) -> anyhow::Result<Exit> {
+/// `--help` examples of `baton agent list`.
+pub const LIST_EXAMPLES: &str = "\
+Examples:
+  baton agent list | xargs -rn1 baton agent stop    stop every runner
+  baton agent list --long                           name, running|stopped, driver";
+
+/// Every agent in the state folder, for scripts: by default its name (its id: `name.<project>`
+/// for a project's agent), one a line; `long`: name, state and driver, tab-separated; `json`: an
+/// array of objects.
+pub fn list(store: &Store, long: bool, json: bool) -> anyhow::Result<Exit> {
+    let mut out = String::new();
+    let mut all = Vec::new();
     for name in store.agent_names()? {
+        if !long && !json {
+            out.push_str(&name);
+            out.push('\n');
+            continue;
+        }
         let paths = store.agent_paths(&name)?;
-        let alive = lock::is_alive(&paths.lock);
-        let driver = paths
-            .read_spec()
-            .ok()
-            .flatten()
-            .map(|s| s.driver.as_str())
-            .unwrap_or("?");
-        println!(
-            "{name}\t{}\t{driver}",
-            if alive { "running" } else { "stopped" }
-        );
+        let state = if lock::is_alive(&paths.lock) {
+            "running"
+        } else {
+            "stopped"
+        };
+        let spec = paths.read_spec().ok().flatten();
+        let driver = spec.as_ref().map_or("?", |s| s.driver.as_str());
+        if json {
+            all.push(serde_json::json!({
+                "name": name, "state": state, "driver": spec.as_ref().map(|s| s.driver.as_str()),
+                "project": spec.as_ref().and_then(|s| s.project.clone()),
+                "pool": spec.as_ref().and_then(|s| s.pool.clone()),
+                "is_pool": paths.is_pool(),
+            }));
+        } else {
+            out.push_str(&format!("{name}\t{state}\t{driver}\n"));
+        }
     }
-    Ok(Exit::Ok)
+    if json {
+        out = serde_json::Value::Array(all).to_string() + "\n";
+    }
+    super::print_out(out.as_bytes())
 }
 
 /// Starts a fresh session for an agent that keeps one (the claude driver): through the runner if

@@ -125,6 +125,45 @@ fn object<'a>(v: &'a mut Value, key: &str, path: &Path) -> Result<&'a mut Map<St
         })
 }
 
+/// The settings file `install` changes: the user's, or the project's in `project`.
+pub fn settings_file(project: Option<&Path>) -> Result<PathBuf> {
+    settings_path(project)
+}
+
+/// For each of Claude Code's events, the command of baton's hook on it (`None` if missing).
+pub type Installed = Vec<(&'static str, Option<String>)>;
+
+/// baton's hooks as they stand in the settings file at `path`. `Ok(None)` if there is no such
+/// file.
+pub fn installed(path: &Path) -> Result<Option<Installed>> {
+    let (text, value) = load(path)?;
+    if text.is_none() {
+        return Ok(None);
+    }
+    let groups = |event: &str| -> Vec<Value> {
+        value
+            .get("hooks")
+            .and_then(|h| h.get(event))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let found = HOOKS
+        .iter()
+        .filter(|h| !h.chief)
+        .map(|Hook { event, kind, .. }| {
+            let command = groups(event).iter().find_map(|g| {
+                g.get("hooks")?.as_array()?.iter().find_map(|h| {
+                    let c = h.get("command")?.as_str()?;
+                    is_ours(c, kind).then(|| c.to_string())
+                })
+            });
+            (*event, command)
+        })
+        .collect();
+    Ok(Some(found))
+}
+
 pub fn install(project: Option<&Path>, dry_run: bool, chief: bool) -> Result<Exit> {
     let path = settings_path(project)?;
     let (text, before) = load(&path)?;

@@ -4,14 +4,18 @@
 
 pub mod agent;
 pub mod ask;
+pub mod completions;
 pub mod demo;
+pub mod doctor;
 pub mod git;
 pub mod install;
+pub mod logs;
 pub mod msg;
 pub mod results;
 pub mod status;
 pub mod tasks;
 pub mod team;
+pub mod watch;
 
 use std::io::Write;
 use std::path::Path;
@@ -124,4 +128,30 @@ pub fn describe(end: &TaskEnd) -> String {
             .map(|e| format!(": {e}"))
             .unwrap_or_default()
     )
+}
+
+/// Writes `bytes` to standard output at once. A reader that went away (`| head`) is not an
+/// error: the command has said what it had to.
+pub fn print_out(bytes: &[u8]) -> anyhow::Result<Exit> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("writing to standard output"))
+        }
+        _ => Ok(Exit::Ok),
+    }
+}
+
+/// Standard output, if it is a pipe: a command that follows something forever polls it too, so
+/// that it ends as soon as its reader goes away (`| head -1`) rather than at its next line. (A
+/// pipe's write end is never readable; it is ready only when the reader has closed it.)
+pub fn stdout_pipe() -> Option<std::os::fd::BorrowedFd<'static>> {
+    // SAFETY: descriptor 1 is standard output, open for the life of the process (baton never
+    // closes it); the borrow is only polled.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(nix::libc::STDOUT_FILENO) };
+    let meta = nix::sys::stat::fstat(fd).ok()?;
+    let fifo = nix::sys::stat::SFlag::from_bits_truncate(meta.st_mode)
+        & nix::sys::stat::SFlag::S_IFMT
+        == nix::sys::stat::SFlag::S_IFIFO;
+    fifo.then_some(fd)
 }

@@ -67,6 +67,9 @@ pub struct AgentPaths {
     pub start_lock: PathBuf,
     pub status: PathBuf,
     pub log: PathBuf,
+    /// The log's previous part: what `log` held when it last outgrew its bound (see
+    /// `runner::log`).
+    pub log_old: PathBuf,
     /// The runner's `Spec`.
     pub spec: PathBuf,
     /// The agent's stable session id.
@@ -101,6 +104,7 @@ impl AgentPaths {
             start_lock: dir.join("start.lock"),
             status: dir.join("status.json"),
             log: dir.join("log"),
+            log_old: dir.join("log.1"),
             spec: dir.join("agent.json"),
             session: dir.join("session_id"),
             sock: dir.join("sock"),

@@ -18,6 +18,7 @@ use std::io::Write;
 use std::os::fd::AsFd;
 
 mod control_socket;
+pub mod log;
 mod setup;
 pub mod slots;
 pub mod start;
@@ -83,6 +84,7 @@ pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> anyhow::Result<()>
     raise_open_files_limit();
     let mut runner = Runner::open(store, spec, paths, !notify_ready)?;
     runner.recover()?;
+    runner.bound_log();
     // The first status already says whether the agent can take a task (a TUI still starting).
     if let Some(why) = runner.driver.busy() {
         runner.status.status = AgentState::Blocked;

@@ -42,6 +42,7 @@ impl Runner<'_> {
                 Ok(Some((entry, from_pool))) => {
                     self.trouble = None;
                     self.run_task(&entry, from_pool);
+                    self.bound_log();
                     continue;
                 }
                 Ok(None) => {}

@@ -186,7 +186,7 @@ fn stop_cancels_the_task_in_flight_and_marks_the_agent_stopped() {
     assert_eq!(env.status_json("g")["status"], "stopped");
     assert!(env.inbox("g", "cur").is_empty());
     assert!(!runner_alive(&env.agent_dir("g").join("lock")));
-    let list = env.run(["agent", "list"]).ok().stdout;
+    let list = env.run(["agent", "list", "--long"]).ok().stdout;
     assert!(list.contains("g\tstopped\texec"), "{list}");
     assert!(env
         .run(["agent", "stop", "g"])
