@@ -39,6 +39,7 @@ const CHECKS: &[fn(&Ctx) -> Vec<Finding>] = &[
     tmux,
     claude,
     claude_hooks,
+    git_hooks,
     runners,
     config,
 ];
@@ -100,6 +101,8 @@ struct Ctx {
     drivers: Vec<(DriverKind, String)>,
     /// The claude binaries recorded agents were given with `--claude`.
     claudes: Vec<PathBuf>,
+    /// The folder the checks are about (`--project DIR`, else the current one).
+    dir: PathBuf,
 }
 
 impl Ctx {
@@ -136,6 +139,7 @@ impl Ctx {
             config,
             drivers,
             claudes,
+            dir,
         }
     }
 
@@ -544,6 +548,54 @@ fn claude(ctx: &Ctx) -> Vec<Finding> {
 }
 
 /// baton's hooks in Claude Code's settings, which the tmux driver depends on.
+/// baton's git hooks in the repository of the folder checked: needed when a commit or review
+/// agent is configured there.
+fn git_hooks(ctx: &Ctx) -> Vec<Finding> {
+    use super::git::HookState;
+    const CHECK: &str = "git hooks";
+    let Some((folder, hooks, wanted)) = super::git::state(&ctx.dir) else {
+        return vec![note(CHECK, "not in a git repository")];
+    };
+    let missing: Vec<&str> = hooks
+        .iter()
+        .filter(|(_, s)| !matches!(s, HookState::Ours { .. }))
+        .map(|(n, _)| *n)
+        .collect();
+    let broken: Vec<String> = hooks
+        .iter()
+        .filter_map(|(n, s)| match s {
+            HookState::Ours { runs, there: false } => Some(format!(
+                "{n} runs {}, which is not there",
+                runs.as_deref().unwrap_or("baton on PATH")
+            )),
+            _ => None,
+        })
+        .collect();
+    if !broken.is_empty() {
+        return vec![fail(
+            CHECK,
+            format!("{}: {}", folder.display(), broken.join("; ")),
+            "`baton install git` again from the baton you use",
+        )];
+    }
+    match (missing.is_empty(), wanted) {
+        (true, _) => vec![ok(CHECK, format!("installed in {}", folder.display()))],
+        (false, true) => vec![fail(
+            CHECK,
+            format!(
+                "a commit or review agent is configured, but {} not baton's in {}",
+                missing.join(" and "),
+                folder.display()
+            ),
+            "`baton install git`",
+        )],
+        (false, false) => vec![note(
+            CHECK,
+            "not installed (`baton install git` to have agents draft and review commit messages)",
+        )],
+    }
+}
+
 fn claude_hooks(ctx: &Ctx) -> Vec<Finding> {
     const CHECK: &str = "Claude Code hooks";
     let mut files = Vec::new();
@@ -611,10 +663,10 @@ fn claude_hooks(ctx: &Ctx) -> Vec<Finding> {
             ));
             continue;
         }
-        complete = Some(file.clone());
+        complete = Some((file.clone(), hooks.len()));
     }
-    if let Some(file) = complete {
-        findings.push(ok(CHECK, format!("all 5 in {}", file.display())));
+    if let Some((file, n)) = complete {
+        findings.push(ok(CHECK, format!("all {n} in {}", file.display())));
     } else if findings.is_empty() {
         match ctx.user_of(&[DriverKind::Tmux]) {
             Some(agent) => findings.push(fail(

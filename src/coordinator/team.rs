@@ -235,7 +235,12 @@ fn worktree(store: &Store, decl: &Decl, spec: &Spec) -> anyhow::Result<(PathBuf,
 
 /// Runs `git ARGS` in `dir`; its trimmed output, or its error message.
 pub fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
-    let out = Command::new("git")
+    let mut cmd = Command::new("git");
+    // Not the repository of a `git commit` that may have started this (baton as its editor).
+    for name in crate::git::COMMIT_ENV {
+        cmd.env_remove(name);
+    }
+    let out = cmd
         .arg("-C")
         .arg(dir)
         .args(args)

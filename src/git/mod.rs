@@ -117,7 +117,7 @@ pub fn comment(entries: &[Entry]) -> Comment {
 /// The variables git sets for its hooks and editor that tie a process to this one commit (its
 /// repository, index and options). `git rev-parse --local-env-vars` lists the repository's;
 /// the editor and the author's identity are the commit's.
-const COMMIT_ENV: [&str; 22] = [
+pub const COMMIT_ENV: [&str; 22] = [
     "GIT_ALTERNATE_OBJECT_DIRECTORIES",
     "GIT_CONFIG",
     "GIT_CONFIG_PARAMETERS",

@@ -64,9 +64,15 @@ fn spawn_runner(store: &Store, spec: &Spec, log_path: &std::path::Path) -> anyho
         .env_remove("BATON_AGENT")
         .env_remove("BATON_TASK_ID")
         .env_remove("BATON_SESSION_ID")
+        .env_remove("BATON_PROJECT")
         .stdin(Stdio::piped())
         .stdout(Stdio::from(ready_w))
         .stderr(Stdio::from(log));
+    // Started from `git commit` (baton as its editor or hook), it must not carry that commit's
+    // repository and index: it outlives the commit, and its worktree is another checkout.
+    for name in crate::git::COMMIT_ENV {
+        cmd.env_remove(name);
+    }
     spawn::detached(&mut cmd);
     let mut child = cmd.spawn().during("starting the runner for", log_path)?;
     drop(cmd); // closes our copy of the pipe's write end, so the runner's exit reads as EOF

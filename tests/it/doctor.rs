@@ -278,3 +278,56 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
         );
     }
 }
+
+#[test]
+fn git_hooks_missing_where_a_commit_agent_is_configured_are_a_failure_until_installed() {
+    if !have(&["git"]) {
+        return;
+    }
+    let env = Env::new();
+    let editor = an_editor(&env);
+    let repo = env.path("repo");
+    fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("git");
+        scrub(&mut cmd);
+        let out = cmd
+            .args(args)
+            .current_dir(&repo)
+            .env("GIT_CONFIG_GLOBAL", env.path("gitconfig"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["init", "-q"]);
+    let repo_s = repo.to_str().unwrap();
+    let gitconfig = env.path("gitconfig");
+    let vars = [
+        ("BATON_EDITOR", editor.as_str()),
+        ("GIT_CONFIG_GLOBAL", gitconfig.to_str().unwrap()),
+        ("GIT_CONFIG_NOSYSTEM", "1"),
+    ];
+    // Not configured: a note.
+    let out = doctor(&env, &["--project", repo_s], &vars);
+    assert!(line(&out, "–", "git hooks").contains("not installed"));
+    git(&["config", "baton.commitAgent", "commit-writer"]);
+    let out = doctor(&env, &["--project", repo_s], &vars).expect(1);
+    let bad = line(&out, "✗", "git hooks");
+    assert!(
+        bad.contains("a commit or review agent is configured"),
+        "{bad}"
+    );
+    assert!(bad.contains("fix: `baton install git`"), "{bad}");
+    let mut install = env.cmd(["install", "git", "--repo", repo_s]);
+    for (k, v) in &vars {
+        install.env(k, v);
+    }
+    env.output(install, None).ok();
+    let out = doctor(&env, &["--project", repo_s], &vars);
+    assert!(line(&out, "✓", "git hooks").contains("installed in"));
+}

@@ -1148,3 +1148,46 @@ fn bad_arguments_are_usage_errors() {
     );
     assert_eq!(message(&env, &dir), "Manual message");
 }
+
+#[test]
+fn a_runner_started_from_git_commit_carries_none_of_the_commits_environment() {
+    if !have(&["git"]) {
+        return;
+    }
+    let env = Env::new();
+    let dir = repo(&env, "repo");
+    fs::write(
+        dir.join(".baton.toml"),
+        "[agent.tests]\ndriver = \"shell\"\nworktree = true\n",
+    )
+    .unwrap();
+    // baton as git's editor: the directive starts the agent on demand, in its own worktree.
+    let out = git_with(
+        &env,
+        &dir,
+        &[
+            "commit",
+            "--allow-empty",
+            "-e",
+            "-m",
+            "@tests git rev-parse --abbrev-ref HEAD",
+        ],
+        &[("GIT_EDITOR", BIN)],
+    )
+    .ok();
+    assert_eq!(message(&env, &dir).trim(), "baton/tests", "{}", out.stderr);
+    let agent = fs::read_dir(env.home.join("agents"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("tests."))
+        .unwrap();
+    let pid = env.runner_pid(&agent);
+    let environ = fs::read(format!("/proc/{pid}/environ")).unwrap();
+    for var in environ.split(|&b| b == 0) {
+        let var = String::from_utf8_lossy(var);
+        for name in ["GIT_DIR=", "GIT_INDEX_FILE=", "GIT_EDITOR=", "GIT_PREFIX="] {
+            assert!(!var.starts_with(name), "the runner carries {var}");
+        }
+    }
+}

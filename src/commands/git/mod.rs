@@ -103,6 +103,57 @@ pub fn uninstall(args: GitArgs) -> Result<Exit> {
 
 /// `--check`: what is installed where, and the settings in effect. Exit 0 if both hooks are
 /// baton's and the baton they run is there, else 2.
+/// How one of baton's git hooks stands in a hooks folder.
+pub enum HookState {
+    /// baton's, running `runs` (else the baton on PATH), which is there or not.
+    Ours {
+        runs: Option<String>,
+        there: bool,
+    },
+    /// A hook of the user's own.
+    Foreign,
+    Missing,
+}
+
+/// Each of baton's git hooks in `hooks`, as it stands.
+fn hook_states(hooks: &Path) -> Vec<(&'static str, HookState)> {
+    HOOKS
+        .iter()
+        .map(|(name, _)| {
+            let path = hooks.join(name);
+            let state = if is_ours(&path) {
+                let runs = recorded(&path);
+                let there = match &runs {
+                    Some(b) => is_executable(Path::new(b)),
+                    None => which::which("baton").is_ok(),
+                };
+                HookState::Ours { runs, there }
+            } else if exists(&path) {
+                HookState::Foreign
+            } else {
+                HookState::Missing
+            };
+            (*name, state)
+        })
+        .collect()
+}
+
+/// What `baton doctor` says of the repository at `dir`: its hooks folder, each hook's state, and
+/// whether an agent is configured for commits or reviews. `None` outside a git repository.
+pub fn state(dir: &Path) -> Option<(PathBuf, Vec<(&'static str, HookState)>, bool)> {
+    git::text(dir, &["rev-parse", "--git-dir"]).ok()?;
+    let place = place(&GitArgs {
+        global: false,
+        repo: Some(dir.to_path_buf()),
+        editor: false,
+        check: false,
+    })
+    .ok()?;
+    let settings = git::settings(&git::entries(dir), crate::config::load(dir).ok().as_ref());
+    let wanted = settings.commit_agent.is_some() || settings.review_agent.is_some();
+    Some((place.hooks.clone(), hook_states(&place.hooks), wanted))
+}
+
 fn check(place: &Place) -> Result<Exit> {
     let mut sound = true;
     println!("hooks folder: {} ({})", place.hooks.display(), place.why);
@@ -110,34 +161,36 @@ fn check(place: &Place) -> Result<Exit> {
         println!("  no global core.hooksPath: baton's global hooks are not installed");
         sound = false;
     }
-    for (name, _) in HOOKS {
-        let path = place.hooks.join(name);
+    for (name, state) in hook_states(&place.hooks) {
         let kept = place.hooks.join(format!("{name}{KEPT}"));
         let chained = if exists(&kept) {
             format!("; runs your {name}{KEPT} first")
         } else {
             String::new()
         };
-        if is_ours(&path) {
-            match recorded(&path) {
-                Some(b) if is_executable(Path::new(&b)) => {
-                    println!("  {name}: baton's, runs {b}{chained}")
-                }
-                Some(b) => {
-                    let on_path = which::which("baton")
-                        .map(|p| format!("falls back to {}", p.display()))
-                        .unwrap_or_else(|_| "and no baton is on PATH".into());
-                    println!("  {name}: baton's, but {b} is missing: it {on_path}{chained}");
-                    sound = false;
-                }
-                None => println!("  {name}: baton's, runs baton on PATH{chained}"),
+        match state {
+            HookState::Ours {
+                runs: Some(b),
+                there: true,
+            } => println!("  {name}: baton's, runs {b}{chained}"),
+            HookState::Ours { runs: Some(b), .. } => {
+                let on_path = which::which("baton")
+                    .map(|p| format!("falls back to {}", p.display()))
+                    .unwrap_or_else(|_| "and no baton is on PATH".into());
+                println!("  {name}: baton's, but {b} is missing: it {on_path}{chained}");
+                sound = false;
             }
-        } else if exists(&path) {
-            println!("  {name}: not baton's (a hook of your own)");
-            sound = false;
-        } else {
-            println!("  {name}: not installed");
-            sound = false;
+            HookState::Ours { runs: None, .. } => {
+                println!("  {name}: baton's, runs baton on PATH{chained}")
+            }
+            HookState::Foreign => {
+                println!("  {name}: not baton's (a hook of your own)");
+                sound = false;
+            }
+            HookState::Missing => {
+                println!("  {name}: not installed");
+                sound = false;
+            }
         }
     }
     match place.get("core.editor") {
