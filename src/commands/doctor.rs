@@ -553,7 +553,12 @@ fn claude(ctx: &Ctx) -> Vec<Finding> {
 fn git_hooks(ctx: &Ctx) -> Vec<Finding> {
     use super::git::HookState;
     const CHECK: &str = "git hooks";
-    let Some((folder, hooks, wanted)) = super::git::state(&ctx.dir) else {
+    let Some(super::git::Installed {
+        folder,
+        hooks,
+        wanted,
+    }) = super::git::state(&ctx.dir)
+    else {
         return vec![note(CHECK, "not in a git repository")];
     };
     let missing: Vec<&str> = hooks

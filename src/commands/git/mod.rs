@@ -138,9 +138,16 @@ fn hook_states(hooks: &Path) -> Vec<(&'static str, HookState)> {
         .collect()
 }
 
-/// What `baton doctor` says of the repository at `dir`: its hooks folder, each hook's state, and
-/// whether an agent is configured for commits or reviews. `None` outside a git repository.
-pub fn state(dir: &Path) -> Option<(PathBuf, Vec<(&'static str, HookState)>, bool)> {
+/// baton's git hooks in one repository, as `baton doctor` reports them.
+pub struct Installed {
+    pub folder: PathBuf,
+    pub hooks: Vec<(&'static str, HookState)>,
+    /// A commit or review agent is configured there (so the hooks are wanted).
+    pub wanted: bool,
+}
+
+/// baton's git hooks in the repository at `dir`; `None` outside a git repository.
+pub fn state(dir: &Path) -> Option<Installed> {
     git::text(dir, &["rev-parse", "--git-dir"]).ok()?;
     let place = place(&GitArgs {
         global: false,
@@ -151,7 +158,11 @@ pub fn state(dir: &Path) -> Option<(PathBuf, Vec<(&'static str, HookState)>, boo
     .ok()?;
     let settings = git::settings(&git::entries(dir), crate::config::load(dir).ok().as_ref());
     let wanted = settings.commit_agent.is_some() || settings.review_agent.is_some();
-    Some((place.hooks.clone(), hook_states(&place.hooks), wanted))
+    Some(Installed {
+        folder: place.hooks.clone(),
+        hooks: hook_states(&place.hooks),
+        wanted,
+    })
 }
 
 fn check(place: &Place) -> Result<Exit> {
