@@ -18,6 +18,10 @@ pub const BEFORE_WRITE: &str = "before-write";
 /// In a waiting coordinator, when it has learnt that the runner of a task died, before it looks
 /// at what became of the task.
 pub const RUNNER_GONE: &str = "runner-gone";
+/// In a caller that has handed its workflow to a supervisor, before it lets go of the record.
+pub const HANDED_OFF: &str = "handed-off";
+/// In a workflow's supervisor, once it holds the record's lock, before it carries on.
+pub const SUPERVISING: &str = "supervising";
 /// In a waiting coordinator, when every task has ended, before it reads their ends.
 pub const WAITED: &str = "waited";
 
@@ -26,7 +30,10 @@ pub fn pause_point(name: &str) {
     use std::sync::OnceLock;
     static WANTED: OnceLock<Option<String>> = OnceLock::new();
     let wanted = WANTED.get_or_init(|| std::env::var("BATON_TEST_PAUSE").ok());
-    if wanted.as_deref() == Some(name) {
+    if wanted
+        .as_deref()
+        .is_some_and(|w| w.split(',').any(|n| n == name))
+    {
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
     }
 }

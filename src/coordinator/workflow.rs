@@ -201,6 +201,7 @@ pub fn resume(store: &Store, root: &TaskId) -> anyhow::Result<Run> {
             paths.workflow_lock.display()
         ))
     })?;
+    pause_point(crate::test_hooks::SUPERVISING);
     let rec = record::load(&paths)?
         .ok_or_else(|| Error::Usage(format!("task {root} is not the first task of a workflow")))?;
     let config = crate::config::load(&rec.cwd)?;
@@ -810,6 +811,15 @@ impl Engine<'_> {
             self.save();
             inbox.add(self.store, &root)?;
             let handed = background::hand_off(self.store, &root, self._record_lock.as_ref());
+            pause_point(crate::test_hooks::HANDED_OFF);
+            if handed.is_ok() {
+                // The supervisor shares the lock's open file: unlocking it here (what dropping
+                // the lock does) would unlock it for the supervisor too. This process's copy of
+                // the descriptor is closed when it exits, which leaves the lock with the other.
+                if let Some(lock) = self._record_lock.take() {
+                    std::mem::forget(lock);
+                }
+            }
             let first = self
                 .pending
                 .first()

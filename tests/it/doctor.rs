@@ -182,6 +182,10 @@ fn a_runner_that_died_leaving_its_state_is_reported_and_the_fix_works() {
     wait_until("the task has started", secs(10), || {
         env.started_count() == 1
     });
+    // The runner says so once it has started the task (the agent may get there first).
+    wait_until("the runner says it is working", secs(10), || {
+        env.status_json("g")["status"] == "working"
+    });
     let pid = env.runner_pid("g") as u32;
     signal(pid, nix::sys::signal::Signal::SIGKILL);
     wait_until("the runner is gone", secs(10), || {

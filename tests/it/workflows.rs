@@ -861,3 +861,42 @@ fn a_command_whose_reader_has_gone_ends_quietly() {
         "{st:?} {err}"
     );
 }
+
+#[test]
+fn wait_follows_a_background_workflow_that_is_still_running() {
+    let env = Env::new();
+    env.start_gated("g");
+    env.start(
+        "next",
+        &["--driver", "exec", "--", "sh", "-c", "echo next saw:; cat"],
+    );
+    // `send` stops once it has handed the workflow over, its supervisor once it holds it: then
+    // `send` lets go and exits, and the supervisor must still hold the workflow.
+    let mut send = env.cmd(["send", "g | next", "held at the gate"]);
+    send.env("BATON_TEST_PAUSE", "handed-off,supervising")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let sender = send.spawn().unwrap();
+    wait_stopped(sender.id());
+    let supervisor = processes_with(" supervise ");
+    assert_eq!(supervisor.len(), 1, "{supervisor:?}");
+    let pid: u32 = supervisor[0].split(' ').next().unwrap().parse().unwrap();
+    wait_stopped(pid);
+    signal(sender.id(), Signal::SIGCONT);
+    let (st, out, _) = finish(sender, None, secs(10)).expect("send ends");
+    assert_eq!(st.code(), Some(0));
+    let root = String::from_utf8_lossy(&out).trim().to_string();
+    signal(pid, Signal::SIGCONT);
+    wait_until("stage 1 runs", secs(10), || env.started_count() == 1);
+    // Its supervisor alone holds the workflow now, and wait knows it.
+    let mut cmd = env.cmd(["wait", &root]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let waiter = cmd.spawn().unwrap();
+    let status = env.run(["status"]).ok();
+    assert!(status.stdout.contains("g"), "{}", status.stdout);
+    env.open_gate();
+    let (st, out, err) = finish(waiter, None, secs(20)).expect("wait ends");
+    let (out, err) = (String::from_utf8_lossy(&out), String::from_utf8_lossy(&err));
+    assert_eq!(st.code(), Some(0), "{err}");
+    assert!(out.starts_with("next saw:\n"), "{out}");
+}
