@@ -42,6 +42,8 @@ pub fn pause_point(name: &str) {
 #[inline(always)]
 pub fn pause_point(_name: &str) {}
 
+/// In a waiting coordinator that draws a status line, once it has drawn it (for `panic_point`).
+pub const STATUS_DRAWN: &str = "status-drawn";
 /// In `baton status --watch`, once the full-screen view has been drawn (for `panic_point`).
 pub const WATCH_DRAWN: &str = "watch-drawn";
 

@@ -151,6 +151,7 @@ pub fn wait(
         if let Some(t) = tty.as_deref_mut() {
             let keys = t.keys().is_some();
             t.status(&status_line(pending, keys));
+            crate::test_hooks::panic_point(crate::test_hooks::STATUS_DRAWN);
             redraw = Some(Instant::now() + Duration::from_secs(1));
         }
         let deadline = earliest([opts.deadline, redraw]);

@@ -2,15 +2,46 @@
 //! group on the real terminal, so a Ctrl-C there would kill Claude Code too: while baton waits it
 //! turns off ISIG, ICANON and ECHO, reads keys itself, and draws one status line. On every way out
 //! (`Drop` runs on return and on panic) it discards unread input and restores the settings it
-//! found, exactly.
+//! found, exactly. baton aborts on a panic (no unwinding), so `Drop` does not run then: a panic
+//! hook restores the terminal first, from the settings kept when it was taken.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::{Mutex, Once};
 
 use nix::sys::termios::{self, FlushArg, LocalFlags, SetArg, SpecialCharacterIndices, Termios};
 
 pub const CTRL_C: u8 = 0x03;
+
+/// The terminal taken and the settings it had, for the panic hook (`None` when none is taken).
+static TAKEN: Mutex<Option<(File, Termios)>> = Mutex::new(None);
+
+/// Gives the terminal back as it was found, if it is taken: what a panic does before its message
+/// is printed (and before the process aborts).
+fn restore_taken() {
+    // try_lock: a panic while the lock is held (never long) must not deadlock the hook.
+    let Ok(mut taken) = TAKEN.try_lock() else {
+        return;
+    };
+    if let Some((file, saved)) = taken.take() {
+        let _ = write!(&file, "\r\x1b[2K");
+        let _ = termios::tcflush(&file, FlushArg::TCIFLUSH);
+        let _ = termios::tcsetattr(&file, SetArg::TCSANOW, &saved);
+    }
+}
+
+/// A panic restores a taken terminal first, then reports as it would have.
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore_taken();
+            previous(info);
+        }));
+    });
+}
 
 pub struct Tty {
     file: File,
@@ -39,6 +70,10 @@ impl Tty {
             .remove(LocalFlags::ISIG | LocalFlags::ICANON | LocalFlags::ECHO);
         raw.control_chars[SpecialCharacterIndices::VMIN as usize] = 1;
         raw.control_chars[SpecialCharacterIndices::VTIME as usize] = 0;
+        install_panic_hook();
+        if let (Ok(mut taken), Ok(copy)) = (TAKEN.lock(), file.try_clone()) {
+            *taken = Some((copy, saved.clone()));
+        }
         termios::tcsetattr(&file, SetArg::TCSANOW, &raw).ok()?;
         Some(Tty {
             file,
@@ -123,6 +158,9 @@ impl Tty {
         if let Some(saved) = &self.saved {
             let _ = termios::tcflush(&self.file, FlushArg::TCIFLUSH);
             let _ = termios::tcsetattr(&self.file, SetArg::TCSANOW, saved);
+            if let Ok(mut taken) = TAKEN.lock() {
+                *taken = None;
+            }
         }
     }
 }

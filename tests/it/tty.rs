@@ -377,3 +377,23 @@ fn ask_on_a_terminal_shows_the_tool_the_agent_uses_on_its_status_line() {
     // The status line is gone once the answer is printed.
     assert!(!tmux.screen().contains("baton: @pl"), "{}", tmux.screen());
 }
+
+#[test]
+fn a_panic_while_waiting_on_a_terminal_restores_it_and_leaves_the_file() {
+    if !have(&["tmux"]) {
+        return;
+    }
+    let env = Env::new();
+    env.start_gated("g");
+    let file = env.path("prompt.md");
+    fs::write(&file, "@g hold").unwrap();
+    let tmux = Tmux::start(
+        &env,
+        &pane_script(&env, &file, "BATON_TEST_PANIC=status-drawn"),
+    );
+    // baton aborts on a panic: SIGABRT, 128 + 6 as the shell reports it.
+    assert_eq!(finished(&env), 134);
+    assert_terminal_restored(&env);
+    assert_eq!(fs::read_to_string(&file).unwrap(), "@g hold");
+    drop(tmux);
+}
