@@ -18,12 +18,67 @@ use crate::sys::time::parse_duration;
 
 type Result<T> = anyhow::Result<T>;
 
+const ASK_EXAMPLES: &str = "\
+Examples:
+  baton ask planning \"Plan dark mode\"
+  git diff | baton ask review -
+  baton ask 'planning | review' \"Plan dark mode\"        # review gets the request and the plan
+  baton ask a,b --any \"Find the cause of the auth failure\"
+  baton ask coding \"Fix the flaky test\" --retries 2 --gate 'cargo test -q'";
+const SEND_EXAMPLES: &str = "\
+Examples:
+  id=$(baton send monitor \"Watch CI on main; answer when it fails\")
+  baton results                      # later: what has arrived
+  baton wait \"$id\"";
+const WAIT_EXAMPLES: &str = "\
+Examples:
+  baton wait 1795274623456789012-1a2b3c4d --timeout 10m
+  baton wait \"$(baton send sh1 'make test')\" --json";
+const RESULT_EXAMPLES: &str = "\
+Examples:
+  baton result 1795274623456789012-1a2b3c4d
+  baton result 1795274623456789012-1a2b3c4d --json   # a workflow: every task it ran";
+const RESULTS_EXAMPLES: &str = "\
+Examples:
+  baton results --mark
+  baton results --all --json | jq -r .answer";
+const CANCEL_EXAMPLES: &str = "\
+Examples:
+  baton cancel 1795274623456789012-1a2b3c4d";
+const GC_EXAMPLES: &str = "\
+Examples:
+  baton gc
+  baton gc --older-than 12h";
+const EDIT_EXAMPLES: &str = "\
+Examples:
+  baton edit notes.md --agent planning    # the whole file is the prompt
+  git config --global core.editor baton    # then `baton FILE` is what git runs";
+const DEMO_EXAMPLES: &str = "\
+Examples:
+  baton demo";
+const UP_EXAMPLES: &str = "\
+Examples:
+  baton up
+  baton up --project ~/src/shop";
+const DOWN_EXAMPLES: &str = "\
+Examples:
+  baton down";
+const ATTACH_EXAMPLES: &str = "\
+Examples:
+  baton attach coding-2";
+const HOOK_EXAMPLES: &str = "\
+Examples:
+  echo '{\"hook_event_name\":\"UserPromptSubmit\",\"cwd\":\".\"}' | baton hook chief-prompt
+  baton install claude --chief     # puts the hooks where Claude Code runs them";
+
 const AFTER_HELP: &str = "\
 Editor mode:
   baton FILE            what $VISUAL/$EDITOR callers run (Claude Code's Ctrl-G, git). A prompt
                         whose first line starts with @agent is delegated and the answer written
                         into FILE; anything else opens $BATON_EDITOR (else nvim, vim, vi, nano).
-                        BATON_TIMEOUT (e.g. 10m) bounds the wait.
+                        BATON_TIMEOUT (e.g. 10m) bounds the wait. Directives: @a task, @a @b
+                        task (fan-out), @a | @b task (pipeline), @a @b --any task, @a! task
+                        (urgent), @a & task (background), @results (what has arrived).
 
 State folder: $BATON_HOME, else $XDG_STATE_HOME/baton, else ~/.local/state/baton.
 ";
@@ -43,6 +98,11 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Send a prompt to agents, wait, print the answers: one agent, a fan-out, or a pipeline.
+    ///
+    /// A declared agent that is not running is started first. Ctrl-C (or SIGTERM, SIGHUP,
+    /// SIGQUIT) withdraws or cancels what is in flight and exits 4. With --any, --retries and
+    /// --gate the delegation is a workflow: every task of it is kept, and --json lists them.
+    #[command(display_order = 2, after_help = ASK_EXAMPLES)]
     Ask {
         /// AGENT (an agent or a pool, declared or started by hand); A,B,… (a fan-out: the same
         /// prompt to each, every answer headed by its agent); 'A | B,C | D' (a pipeline: each
@@ -57,6 +117,10 @@ enum Cmd {
         output: OutputArgs,
     },
     /// Deliver a prompt and print the task id, without waiting; the answer goes to `baton results`.
+    ///
+    /// A workflow (a pipeline, --retries, --gate) goes on in the background, carried by a
+    /// detached supervisor; its first task's id stands for it in `wait` and `result`.
+    #[command(display_order = 3, after_help = SEND_EXAMPLES)]
     Send {
         /// AGENT, A,B,… or 'A | B' as for `ask` (a workflow goes on in the background)
         #[arg(add = ArgValueCompleter::new(completions::agent_lists))]
@@ -70,8 +134,10 @@ enum Cmd {
         json: bool,
     },
     /// Wait for tasks and print their answers (Ctrl-C stops waiting; the tasks keep running).
+    #[command(display_order = 4, after_help = WAIT_EXAMPLES)]
     Wait {
-        #[arg(required = true)]
+        /// Task ids, as `send` printed them (a workflow's id waits for its outcome).
+        #[arg(required = true, value_name = "TASK")]
         tasks: Vec<String>,
         /// Stop waiting after this long (the tasks keep running). Exit 3.
         #[arg(long, value_parser = parse_duration)]
@@ -80,12 +146,18 @@ enum Cmd {
         output: OutputArgs,
     },
     /// Print a finished task's answer (exit 2 if it has not finished).
+    ///
+    /// Exits with the code the task's end means. A workflow's id prints its outcome; with --json,
+    /// every task it ran, each with its stage, attempt and gate round.
+    #[command(display_order = 5, after_help = RESULT_EXAMPLES)]
     Result {
+        /// The task id.
         task: String,
         #[command(flatten)]
         output: OutputArgs,
     },
     /// The answers of background work (send, `&`, a detach) of this project that have arrived.
+    #[command(display_order = 6, after_help = RESULTS_EXAMPLES)]
     Results {
         /// One JSON object per task's end, with `background` (the work's id) and `seen`.
         #[arg(long)]
@@ -100,6 +172,7 @@ enum Cmd {
         project: ProjectArg,
     },
     /// Agent mail: leave an agent a message, read an agent's messages, list mailboxes.
+    #[command(display_order = 15)]
     Msg {
         #[command(subcommand)]
         command: MsgCmd,
@@ -108,13 +181,20 @@ enum Cmd {
     #[command(hide = true)]
     Supervise { root: String },
     /// Withdraw queued tasks, or ask their agent to stop them.
+    #[command(display_order = 7, after_help = CANCEL_EXAMPLES)]
     Cancel {
-        #[arg(required = true)]
+        /// Task ids.
+        #[arg(required = true, value_name = "TASK")]
         tasks: Vec<String>,
     },
-    /// Every agent: state, pid, driver, queue depth, tasks done, current task.
-    #[command(after_help = watch::STATUS_EXAMPLES)]
+    /// Every agent: state, pid, driver, queue depth, unread mail, current task; the global queue.
+    ///
+    /// Read from the kernel (locks) and the files, never from a model; agents grouped by project,
+    /// pools with their members, a runner that holds its lock but does not answer shown as
+    /// wedged.
+    #[command(display_order = 8, after_help = watch::STATUS_EXAMPLES)]
     Status {
+        /// One JSON array, an object per agent.
         #[arg(long)]
         json: bool,
         /// Keep the view up to date: full-screen on a terminal, redrawn when something changes
@@ -122,74 +202,95 @@ enum Cmd {
         #[arg(long, conflicts_with = "json")]
         watch: bool,
     },
-    /// Remove finished tasks older than a duration (default 7d), and agent mail older than
-    /// `message_retention` (default 24h).
+    /// Remove old finished tasks and old agent mail.
+    ///
+    /// Finished tasks whose end is older than --older-than (7d) go; unfinished tasks and tasks
+    /// someone waits on stay. Agent mail older than `message_retention` (24h) is purged.
+    #[command(display_order = 20, after_help = GC_EXAMPLES)]
     Gc {
-        #[arg(long, default_value = "7d", value_parser = parse_duration)]
+        /// Remove tasks that ended longer ago than this (e.g. 12h, 7d; 0s: every finished task).
+        #[arg(long, default_value = "7d", value_parser = parse_duration, value_name = "DUR")]
         older_than: Duration,
     },
-    /// Editor mode on FILE (see below); --agent sends the whole prompt to AGENT.
+    /// Editor mode on FILE, as `baton FILE`; --agent sends the whole prompt to AGENT.
+    #[command(display_order = 16, after_help = EDIT_EXAMPLES)]
     Edit {
+        /// The file to edit (what $EDITOR callers pass).
         file: PathBuf,
+        /// Send the whole prompt to this agent, without a directive.
         #[arg(long, add = ArgValueCompleter::new(completions::agent_names))]
         agent: Option<String>,
+        /// Give up after this long (else BATON_TIMEOUT); the file is left as it was, exit 3.
         #[arg(long, value_parser = parse_duration)]
         timeout: Option<Duration>,
     },
-    /// Run, start, stop and list agents.
+    /// Run, start, stop, list, reset and remove agents.
+    #[command(display_order = 10)]
     Agent {
         #[command(subcommand)]
         command: AgentCmd,
     },
-    /// A complete round trip in a throw-away state folder.
+    /// A complete round trip in a throw-away state folder: the first thing to run.
+    #[command(display_order = 1, after_help = DEMO_EXAMPLES)]
     Demo,
     /// Start every agent the config declares (and one member of each pool) now.
+    #[command(display_order = 11, after_help = UP_EXAMPLES)]
     Up {
         #[command(flatten)]
         project: ProjectArg,
     },
     /// Stop every agent (and pool member) the config declares.
+    #[command(display_order = 12, after_help = DOWN_EXAMPLES)]
     Down {
         #[command(flatten)]
         project: ProjectArg,
     },
-    /// Check the config files (every error at once, each with file:line:col), or show the
-    /// settings in effect and where each came from.
+    /// Check the config files, or show the settings in effect and where each came from.
+    #[command(display_order = 13)]
     Config {
         #[command(subcommand)]
         command: ConfigCmd,
     },
     /// Switch this terminal to a tmux agent's window (switch-client inside tmux, else attach).
+    #[command(display_order = 14, after_help = ATTACH_EXAMPLES)]
     Attach {
+        /// The agent (its driver must be tmux).
         #[arg(add = ArgValueCompleter::new(completions::agent_names))]
         name: String,
         #[command(flatten)]
         project: ProjectArg,
     },
-    /// What hooks run. Claude Code's, inside an agent: claude-session-start, claude-prompt,
-    /// claude-stop, claude-stop-failure, claude-notification (the event's JSON on stdin; always
-    /// exits 0). git's (hooks/git/): git-prepare FILE [SOURCE [COMMIT]] (prepare-commit-msg;
-    /// exits 0 whatever becomes of the draft), git-commit-msg FILE (commit-msg; exits 1 to
-    /// reject the message).
+    /// What hooks run (Claude Code's and git's); `baton install` puts them in place.
+    ///
+    /// Claude Code's, inside an agent baton started: claude-session-start, claude-prompt,
+    /// claude-stop, claude-stop-failure, claude-notification, claude-pre-tool, claude-post-tool
+    /// (the event's JSON on stdin; always exit 0). The chief's, in the session that delegates:
+    /// chief-prompt (prints the background results that arrived) and chief-wait (asyncRewake:
+    /// waits for one, prints it on stderr, exits 2). git's (hooks/git/): git-prepare FILE [SOURCE
+    /// [COMMIT]] (prepare-commit-msg; exit 0 whatever becomes of the draft) and git-commit-msg
+    /// FILE (commit-msg; exit 1 rejects the message).
+    #[command(display_order = 23, after_help = HOOK_EXAMPLES)]
     Hook {
+        /// Which hook (see above).
         kind: String,
         /// The arguments git gives its hook (git's hooks only).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Install baton's hooks: into Claude Code's settings.json (and print the editor line), or
-    /// where git runs hooks.
+    /// Install baton's hooks: into Claude Code's settings.json, or where git runs hooks.
+    #[command(display_order = 17)]
     Install {
         #[command(subcommand)]
         target: InstallTarget,
     },
     /// Remove exactly the hooks `baton install` added (and, for git, the settings it changed).
+    #[command(display_order = 18)]
     Uninstall {
         #[command(subcommand)]
         target: InstallTarget,
     },
     /// Print an agent's log, or one task's output; -f follows it as it grows.
-    #[command(after_help = logs::EXAMPLES)]
+    #[command(display_order = 9, after_help = logs::EXAMPLES)]
     Logs {
         /// The agent (a declared name, a pool member such as coding-2, or an id from `baton
         /// agent list`).
@@ -210,9 +311,11 @@ enum Cmd {
         #[command(flatten)]
         project: ProjectArg,
     },
-    /// Check the setup: the state folder, the editors, tmux and claude, Claude Code's hooks,
-    /// runners that died, the config. One line per check; exit 1 if any fails.
-    #[command(after_help = doctor::EXAMPLES)]
+    /// Check the setup, one line per check, with the fix for each that fails (exit 1).
+    ///
+    /// The state folder (owner, mode, free space, inotify limits), the editors, tmux and claude,
+    /// Claude Code's hooks, the git hooks, runners that died, the config.
+    #[command(display_order = 19, after_help = doctor::EXAMPLES)]
     Doctor {
         /// Print the checks as one JSON object.
         #[arg(long)]
@@ -221,14 +324,14 @@ enum Cmd {
         project: ProjectArg,
     },
     /// Print the shell code that completes baton's commands, options and agent names.
-    #[command(after_help = completions::EXAMPLES)]
+    #[command(display_order = 21, after_help = completions::EXAMPLES)]
     Completions {
         /// The shell to complete in.
         #[arg(value_enum)]
         shell: completions::Shell,
     },
     /// Print baton's man page (roff), made from this help.
-    #[command(after_help = completions::MAN_EXAMPLES)]
+    #[command(display_order = 22, after_help = completions::MAN_EXAMPLES)]
     Man,
 }
 
@@ -303,6 +406,10 @@ impl OutputArgs {
 #[derive(Subcommand, Debug)]
 enum InstallTarget {
     /// Claude Code: ~/.claude/settings.json (--user, the default) or DIR/.claude/settings.json.
+    ///
+    /// Install merges baton's hook entries, keeping every other setting and hook, with a backup;
+    /// twice changes nothing. Uninstall takes out exactly baton's entries (the chief's too).
+    #[command(after_help = CLAUDE_EXAMPLES)]
     Claude {
         /// The project whose .claude/settings.json to change.
         #[arg(long, value_name = "DIR", conflicts_with = "user")]
@@ -344,6 +451,49 @@ enum InstallTarget {
         check: bool,
     },
 }
+
+const AGENT_RUN_EXAMPLES: &str = "\
+Examples:
+  baton agent run sh1                               # watch its log; Ctrl-C stops it";
+const AGENT_START_EXAMPLES: &str = "\
+Examples:
+  baton agent start sh1                             # a persistent shell
+  baton agent start rev --driver exec -- tr a-z A-Z
+  baton agent start planning --driver claude -- --append-system-prompt 'You plan.'
+  baton agent start coding --driver tmux            # Claude Code in a tmux window";
+const AGENT_STOP_EXAMPLES: &str = "\
+Examples:
+  baton agent stop sh1";
+const AGENT_RESET_EXAMPLES: &str = "\
+Examples:
+  baton agent reset planning";
+const AGENT_REMOVE_EXAMPLES: &str = "\
+Examples:
+  baton agent stop tests && baton agent remove tests";
+const MSG_SEND_EXAMPLES: &str = "\
+Examples:
+  baton msg send review \"the API changed: see docs/api.md\"
+  git log -1 --stat | baton msg send planning -";
+const MSG_READ_EXAMPLES: &str = "\
+Examples:
+  baton msg read review
+  baton msg read --mark            # inside an agent: its own mail, marked read";
+const MSG_LIST_EXAMPLES: &str = "\
+Examples:
+  baton msg list";
+const CONFIG_CHECK_EXAMPLES: &str = "\
+Examples:
+  baton config check
+  baton config check --project ~/src/shop";
+const CONFIG_SHOW_EXAMPLES: &str = "\
+Examples:
+  baton config show";
+const CLAUDE_EXAMPLES: &str = "\
+Examples:
+  baton install claude --dry-run          # the change, as a diff
+  baton install claude --chief            # also the chief's hooks: background results reach it
+  baton install claude --project .        # this project's .claude/settings.json only
+  baton uninstall claude";
 
 const GIT_AFTER_HELP: &str = "\
 Examples:
@@ -427,12 +577,18 @@ impl SpecArgs {
 
 #[derive(Subcommand, Debug)]
 enum AgentCmd {
-    /// Run the agent's runner in the foreground.
+    /// Run the agent's runner in the foreground (its log on stderr; Ctrl-C stops it).
+    #[command(after_help = AGENT_RUN_EXAMPLES)]
     Run {
         #[command(flatten)]
         spec: SpecArgs,
     },
     /// Start the runner detached; returns once it holds its lock.
+    ///
+    /// With nothing but the name, a declared agent starts from its declaration, and an agent
+    /// that ran before exactly as it ran (its recorded agent.json); --driver, --cwd, --env,
+    /// --pass-env, --claude, --tmux-session or `-- CMD` replace the recorded spec, and say so.
+    #[command(after_help = AGENT_START_EXAMPLES)]
     Start {
         #[command(flatten)]
         spec: SpecArgs,
@@ -440,8 +596,10 @@ enum AgentCmd {
     /// Run a runner from the spec (JSON) on standard input: what `agent start` runs, detached.
     #[command(hide = true)]
     Serve,
-    /// Stop a runner (SIGTERM; a task in flight ends as cancelled).
+    /// Stop a runner (SIGTERM; a task in flight ends as cancelled; SIGKILL after 10 s).
+    #[command(after_help = AGENT_STOP_EXAMPLES)]
     Stop {
+        /// The agent.
         #[arg(add = ArgValueCompleter::new(completions::agent_names))]
         name: String,
         #[command(flatten)]
@@ -458,14 +616,18 @@ enum AgentCmd {
         json: bool,
     },
     /// Forget the agent's context: the claude driver starts a new session.
+    #[command(after_help = AGENT_RESET_EXAMPLES)]
     Reset {
+        /// The agent (its driver must be claude).
         #[arg(add = ArgValueCompleter::new(completions::agent_names))]
         name: String,
         #[command(flatten)]
         project: ProjectArg,
     },
     /// Remove a stopped agent: its state and history, and its git worktree if it is clean.
+    #[command(after_help = AGENT_REMOVE_EXAMPLES)]
     Remove {
+        /// The agent (stopped: a running one is refused).
         #[arg(add = ArgValueCompleter::new(completions::agent_names))]
         name: String,
         #[command(flatten)]
@@ -476,6 +638,10 @@ enum AgentCmd {
 #[derive(Subcommand, Debug)]
 enum MsgCmd {
     /// Leave agent TO a message (from the agent this runs in, `BATON_AGENT`, else from `you`).
+    ///
+    /// A Claude Code agent (the claude and tmux drivers) finds its unread mail before its next
+    /// task; any agent can read it with `baton msg read`.
+    #[command(after_help = MSG_SEND_EXAMPLES)]
     Send {
         /// The agent (by the name you would `baton ask`).
         to: String,
@@ -485,7 +651,9 @@ enum MsgCmd {
         project: ProjectArg,
     },
     /// Print an agent's unread messages (without NAME: those of the agent this runs in).
+    #[command(after_help = MSG_READ_EXAMPLES)]
     Read {
+        /// The agent whose mail to read (default: `BATON_AGENT`, the agent this runs in).
         name: Option<String>,
         /// Every message kept, not only the unread ones.
         #[arg(long)]
@@ -500,7 +668,9 @@ enum MsgCmd {
         project: ProjectArg,
     },
     /// Every mailbox: its agent, how many messages, how many unread.
+    #[command(after_help = MSG_LIST_EXAMPLES)]
     List {
+        /// One JSON object a line: agent, messages, unread.
         #[arg(long)]
         json: bool,
     },
@@ -509,11 +679,13 @@ enum MsgCmd {
 #[derive(Subcommand, Debug)]
 enum ConfigCmd {
     /// Report every error in the config files (exit 2 if any), else what they declare.
+    #[command(after_help = CONFIG_CHECK_EXAMPLES)]
     Check {
         #[command(flatten)]
         project: ProjectArg,
     },
     /// Print the settings in effect, each with the file (and line) it came from.
+    #[command(after_help = CONFIG_SHOW_EXAMPLES)]
     Show {
         #[command(flatten)]
         project: ProjectArg,
@@ -797,5 +969,46 @@ fn dispatch(cmd: Cmd) -> Result<Exit> {
                 agent::remove(&Store::open()?, &project.config()?, &name)
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every visible command says what it does and shows an example; every argument says what it
+    /// is. `--help` is where a person learns baton.
+    #[test]
+    fn every_command_and_argument_has_help_and_every_command_an_example() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                let name = format!("{path} {}", sub.get_name());
+                if sub.get_name() == "help" {
+                    continue;
+                }
+                if sub.get_about().is_none() {
+                    missing.push(format!("{name}: no about"));
+                }
+                let is_group = sub.has_subcommands();
+                if !is_group
+                    && !sub
+                        .get_after_help()
+                        .is_some_and(|h| h.to_string().contains("Examples:"))
+                {
+                    missing.push(format!("{name}: no examples"));
+                }
+                for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
+                    let id = arg.get_id().as_str();
+                    if id != "help" && id != "version" && arg.get_help().is_none() {
+                        missing.push(format!("{name} <{id}>: no help"));
+                    }
+                }
+                walk(sub, &name, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "baton", &mut missing);
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
     }
 }

@@ -322,11 +322,20 @@ fn task_output(
         .watches()
         .add(&paths.dir, in_task)
         .map_err(|e| inotify_error("watching", &paths.dir, e))?;
-    // The runner's lock is closed (a close-write) when it dies.
-    inotify
-        .watches()
-        .add(&agent.dir, WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO)
-        .map_err(|e| inotify_error("watching", &agent.dir, e))?;
+    // The runner's death: a thread blocked on a shared lock of its lock file, granted when the
+    // kernel releases the runner's (a close event of the lock file can come before that).
+    let dead = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let arm = |dead: &std::sync::Arc<std::sync::atomic::AtomicBool>| -> Result<()> {
+        let waker = sigs
+            .waker()
+            .map_err(|e| crate::error::StoreError::io("creating a waker", &agent.lock, e))?;
+        Ok(lock::watch_death(
+            agent.lock.clone(),
+            waker,
+            std::sync::Arc::clone(dead),
+        )?)
+    };
+    arm(&dead)?;
     let pipe = super::stdout_pipe();
     let mut following = TaskFollow {
         file: None,
@@ -357,6 +366,12 @@ fn task_output(
             .into());
         }
         following.check_runner(agent, id)?;
+        // The runner that died was replaced (a restart): watch the new one. (With none, the
+        // queued task's folder wakes the loop when a runner takes it.)
+        if dead.load(std::sync::atomic::Ordering::SeqCst) && lock::is_alive(&agent.lock) {
+            dead.store(false, std::sync::atomic::Ordering::SeqCst);
+            arm(&dead)?;
+        }
         let reader_gone = {
             let mut poll = Poll::new();
             poll.add(sigs.fd());

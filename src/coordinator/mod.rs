@@ -259,6 +259,13 @@ fn read_finished(p: &Pending) -> TaskEnd {
         .or_else(|| p.reported.clone())
     {
         Some(end) => with_answer(end, &p.task, p.created_ms),
+        None if !store::exists(&p.task.dir) => p.ended(
+            State::Failed,
+            format!(
+                "its folder {} was removed (not by baton: `gc` leaves a task alone while it is waited on) before its end could be read",
+                p.task.dir.display()
+            ),
+        ),
         None => p.ended(State::Failed, "its done.json disappeared".into()),
     }
 }

@@ -17,9 +17,14 @@ pub struct Streamed {
     out: Arc<Mutex<Vec<u8>>>,
     err: Arc<Mutex<Vec<u8>>>,
     what: String,
+    /// The threads reading its output; joined once it has exited, so that all it printed is in.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
-fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) {
+fn collect(
+    mut from: impl Read + Send + 'static,
+    into: Arc<Mutex<Vec<u8>>>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = [0u8; 65536];
         while let Ok(n) = from.read(&mut buf) {
@@ -28,7 +33,7 @@ fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) {
             }
             into.lock().unwrap().extend_from_slice(&buf[..n]);
         }
-    });
+    })
 }
 
 impl Streamed {
@@ -40,13 +45,16 @@ impl Streamed {
             .unwrap_or_else(|e| panic!("spawning {what}: {e}"));
         let out = Arc::new(Mutex::new(Vec::new()));
         let err = Arc::new(Mutex::new(Vec::new()));
-        collect(child.stdout.take().unwrap(), Arc::clone(&out));
-        collect(child.stderr.take().unwrap(), Arc::clone(&err));
+        let readers = vec![
+            collect(child.stdout.take().unwrap(), Arc::clone(&out)),
+            collect(child.stderr.take().unwrap(), Arc::clone(&err)),
+        ];
         Streamed {
             child,
             out,
             err,
             what,
+            readers,
         }
     }
 
@@ -97,14 +105,20 @@ impl Streamed {
     /// Waits at most `limit` for it to exit.
     #[track_caller]
     pub fn exit(&mut self, limit: Duration) -> ExitStatus {
-        wait_child(&mut self.child, limit).unwrap_or_else(|| {
+        let status = wait_child(&mut self.child, limit).unwrap_or_else(|| {
             panic!(
                 "{} did not exit within {limit:?}; stdout:\n{}\nstderr:\n{}",
                 self.what,
                 self.text(),
                 self.stderr()
             )
-        })
+        });
+        // Its pipes close as it exits: what it printed last is read by the time they are done.
+        let readers = &self.readers;
+        wait_until("its output is read to the end", secs(5), || {
+            readers.iter().all(|r| r.is_finished())
+        });
+        status
     }
 }
 

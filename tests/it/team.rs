@@ -207,13 +207,13 @@ fn a_pool_grows_to_max_and_queues_beyond_it() {
         !agents.iter().any(|a| a.starts_with("coding-3")),
         "{agents:?}"
     );
-    for n in 2..=4 {
+    // Each release lets exactly one queued task start, on the member it freed.
+    for n in 2..4 {
         let (_, first) = started(&env)[n - 2].clone();
         release(&env, &first);
         wait_until("the next queued task starts", secs(10), || {
-            started(&env).len() == (n + 1).min(4)
+            started(&env).len() == n + 1
         });
-        assert!(started(&env).len() <= 4);
     }
     for (_, id) in started(&env).iter().skip(2) {
         release(&env, id);

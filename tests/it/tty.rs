@@ -355,7 +355,7 @@ fn ask_on_a_terminal_shows_the_tool_the_agent_uses_on_its_status_line() {
     let script = env.script(
         "ask.sh",
         &format!(
-            "export BATON_HOME='{home}'\nunset BATON_AGENT VISUAL EDITOR TMUX\ncd '{d}'\n'{bin}' ask pl 'run the TOOL' > answer\necho $? > rc\nread _\n",
+            "export BATON_HOME='{home}'\nunset BATON_AGENT VISUAL EDITOR TMUX\ncd '{d}'\n'{bin}' ask pl 'run the TOOL' > answer\necho $? > rc.tmp\nmv rc.tmp rc\nread _\n",
             home = env.home.display(),
             d = env.dir.path().display(),
             bin = BIN,

@@ -878,9 +878,16 @@ fn wait_follows_a_background_workflow_that_is_still_running() {
         .stderr(Stdio::piped());
     let sender = send.spawn().unwrap();
     wait_stopped(sender.id());
-    let supervisor = processes_with(" supervise ");
+    // This test's supervisor (other tests run theirs at the same time).
+    let supervisor: Vec<i32> = processes_with_home(&env.home)
+        .into_iter()
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("supervise"))
+        })
+        .collect();
     assert_eq!(supervisor.len(), 1, "{supervisor:?}");
-    let pid: u32 = supervisor[0].split(' ').next().unwrap().parse().unwrap();
+    let pid = supervisor[0] as u32;
     wait_stopped(pid);
     signal(sender.id(), Signal::SIGCONT);
     let (st, out, _) = finish(sender, None, secs(10)).expect("send ends");
