@@ -122,10 +122,13 @@ pub fn follow_workflow(
         .map_err(|e| Error::Environment(format!("creating a waker: {e}")))?;
     crate::protocol::lock::watch_death(task.workflow_lock.clone(), waker, Arc::clone(&dead))?;
     loop {
+        // The death first, then the record: the supervisor saves its record before it lets go
+        // of the lock, so a record read after the death was seen is its last word.
+        let gone = dead.load(Ordering::SeqCst);
         if let Some(ends) = outcome(store, root) {
             return Ok(ends);
         }
-        if dead.load(Ordering::SeqCst) {
+        if gone {
             return Ok(ended(
                 State::AgentLost,
                 format!("no one runs workflow {root} any more (its supervisor is gone before its end): `baton supervise {root}` carries it on"),

@@ -194,17 +194,19 @@ pub fn busy(dir: &Path, merge: bool) -> bool {
     })
 }
 
+/// A config entry as if `.git/config` set it (for tests here and in `settings`).
+#[cfg(test)]
+pub(crate) fn entry(key: &str, value: &str) -> Entry {
+    Entry {
+        origin: "file:.git/config".into(),
+        key: key.into(),
+        value: Some(value.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entry(key: &str, value: &str) -> Entry {
-        Entry {
-            origin: "file:.git/config".into(),
-            key: key.into(),
-            value: Some(value.into()),
-        }
-    }
 
     #[test]
     fn the_comment_string_is_the_last_one_set() {

@@ -192,14 +192,7 @@ fn display_key(key: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entry(key: &str, value: &str) -> Entry {
-        Entry {
-            origin: "file:.git/config".into(),
-            key: key.into(),
-            value: Some(value.into()),
-        }
-    }
+    use crate::git::entry;
 
     #[test]
     fn git_config_wins_and_an_empty_value_turns_a_setting_off() {

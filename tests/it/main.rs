@@ -17,6 +17,7 @@ mod git;
 mod hardening;
 mod limits;
 mod logs;
+mod pane;
 mod protocol;
 mod scripts;
 mod streamed;

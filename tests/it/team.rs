@@ -9,21 +9,6 @@ use nix::sys::signal::Signal;
 
 use crate::util::*;
 
-/// A project folder `name` holding `toml` as its `.baton.toml`.
-fn project(env: &Env, name: &str, toml: &str) -> PathBuf {
-    let dir = env.path(name);
-    fs::create_dir_all(&dir).unwrap();
-    fs::write(dir.join(".baton.toml"), toml).unwrap();
-    dir
-}
-
-/// `baton ARGS` run in `dir`.
-fn run_in(env: &Env, dir: &Path, args: &[&str]) -> Out {
-    let mut cmd = env.cmd(args);
-    cmd.current_dir(dir);
-    env.output(cmd, None)
-}
-
 /// An exec agent command that records each task it starts (`agent task` in `started`), then
 /// waits at a gate of its own (`gates/<task id>`) until the test releases it, then answers
 /// `cat` of its prompt.

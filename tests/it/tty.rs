@@ -2,87 +2,11 @@
 //! the status line, retry / edit / back, and the terminal restored exactly with no typed key left.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::pane::Pane;
 use crate::util::*;
-
-struct Tmux {
-    sock: PathBuf,
-}
-
-impl Tmux {
-    /// Starts a detached tmux server on a private socket, running `script` in its one pane.
-    fn start(env: &Env, script: &Path) -> Tmux {
-        let tmux = Tmux {
-            sock: env.path("tmux.sock"),
-        };
-        tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "t",
-            "-x",
-            "150",
-            "-y",
-            "30",
-            &format!("sh {}", script.display()),
-        ]);
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let mut cmd = Command::new("tmux");
-        scrub(&mut cmd);
-        let out = cmd
-            .arg("-S")
-            .arg(&self.sock)
-            .args(args)
-            .output()
-            .expect("running tmux");
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", "t"])
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "t"];
-        args.extend_from_slice(keys);
-        self.run(&args);
-    }
-
-    #[track_caller]
-    fn wait_for_screen(&self, text: &str) {
-        let mut last = String::new();
-        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            wait_until(&format!("the screen shows {text:?}"), secs(10), || {
-                last = self.screen();
-                last.contains(text)
-            })
-        }));
-        if found.is_err() {
-            panic!("the screen never showed {text:?}; it shows:\n{last}");
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.sock)
-            .arg("kill-server")
-            .output();
-    }
-}
 
 /// A pane script: record the terminal settings, run baton on the prompt, record its exit code,
 /// the settings again and whatever input is left unread, then wait.
@@ -131,7 +55,7 @@ fn ctrl_c_is_read_as_a_key_cancels_and_restores_the_terminal() {
     let text = "@g a prompt\nthat must survive";
     let file = env.path("prompt.md");
     fs::write(&file, text).unwrap();
-    let tmux = Tmux::start(&env, &pane_script(&env, &file, ""));
+    let tmux = Pane::start(&env, &pane_script(&env, &file, ""));
     wait_until("the agent has the task", secs(10), || {
         env.started_count() == 1
     });
@@ -157,7 +81,7 @@ fn success_on_a_terminal_writes_the_answer_and_restores_the_terminal() {
     env.start_gated("g");
     let file = env.path("prompt.md");
     fs::write(&file, "@g echo me").unwrap();
-    let tmux = Tmux::start(&env, &pane_script(&env, &file, ""));
+    let tmux = Pane::start(&env, &pane_script(&env, &file, ""));
     tmux.wait_for_screen("baton: @g working");
     tmux.keys(&["x", "y"]);
     env.open_gate();
@@ -183,7 +107,7 @@ fn failure_on_a_terminal_offers_retry_and_retry_works() {
     );
     let file = env.path("prompt.md");
     fs::write(&file, "@flaky again").unwrap();
-    let tmux = Tmux::start(&env, &pane_script(&env, &file, ""));
+    let tmux = Pane::start(&env, &pane_script(&env, &file, ""));
     tmux.wait_for_screen("[r] retry");
     assert!(
         tmux.screen().contains("status 9"),
@@ -209,7 +133,7 @@ fn failure_on_a_terminal_then_back_leaves_the_file_and_exits_with_the_code() {
     env.start("bad", &["--driver", "exec", "--", "false"]);
     let file = env.path("prompt.md");
     fs::write(&file, "@bad nope").unwrap();
-    let tmux = Tmux::start(&env, &pane_script(&env, &file, ""));
+    let tmux = Pane::start(&env, &pane_script(&env, &file, ""));
     tmux.wait_for_screen("[any other key] back");
     tmux.keys(&["q"]);
     assert_eq!(finished(&env), 1);
@@ -233,7 +157,7 @@ fn failure_on_a_terminal_then_edit_opens_the_real_editor_in_the_same_process() {
             env.dir.path().display()
         ),
     );
-    let tmux = Tmux::start(
+    let tmux = Pane::start(
         &env,
         &pane_script(&env, &file, &format!("BATON_EDITOR='{}'", editor.display())),
     );
@@ -257,7 +181,7 @@ fn detach_leaves_the_task_running_and_the_file_intact() {
     env.start_gated("g");
     let file = env.path("prompt.md");
     fs::write(&file, "@g later").unwrap();
-    let tmux = Tmux::start(&env, &pane_script(&env, &file, ""));
+    let tmux = Pane::start(&env, &pane_script(&env, &file, ""));
     tmux.wait_for_screen("baton: @g working");
     tmux.keys(&["d"]);
     let id = env.task_ids().pop().unwrap();
@@ -279,7 +203,7 @@ fn a_signal_while_waiting_on_a_terminal_restores_it() {
     env.start_gated("g");
     let file = env.path("prompt.md");
     fs::write(&file, "@g hold").unwrap();
-    let tmux = Tmux::start(&env, &pane_script(&env, &file, ""));
+    let tmux = Pane::start(&env, &pane_script(&env, &file, ""));
     tmux.wait_for_screen("baton: @g working");
     let pgrep = Command::new("pgrep")
         .args(["-f", &format!("{BIN} {}", file.display())])
@@ -308,7 +232,7 @@ fn detaching_a_pipeline_hands_the_rest_of_it_to_the_background() {
     );
     let file = env.path("prompt.md");
     fs::write(&file, "@g | @next do it").unwrap();
-    let tmux = Tmux::start(&env, &pane_script(&env, &file, ""));
+    let tmux = Pane::start(&env, &pane_script(&env, &file, ""));
     tmux.wait_for_screen("baton: stage 1/2 @g working");
     tmux.keys(&["d"]);
     tmux.wait_for_screen("as a workflow in the background");
@@ -337,21 +261,7 @@ fn ask_on_a_terminal_shows_the_tool_the_agent_uses_on_its_status_line() {
         return;
     }
     let env = Env::new();
-    let home = env.claude_home();
-    env.start(
-        "pl",
-        &[
-            "--driver",
-            "claude",
-            "--claude",
-            STANDIN,
-            "--env",
-            &format!("HOME={}", home.display()),
-        ],
-    );
-    env.run(["ask", "pl", "hello"]).ok();
-    let gate = home.join(".claude-standin/tool-gate");
-    nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let gate = claude_with_tool_gate(&env, "pl");
     let script = env.script(
         "ask.sh",
         &format!(
@@ -361,15 +271,10 @@ fn ask_on_a_terminal_shows_the_tool_the_agent_uses_on_its_status_line() {
             bin = BIN,
         ),
     );
-    let tmux = Tmux::start(&env, &script);
+    let tmux = Pane::start(&env, &script);
     tmux.wait_for_screen("baton: @pl working");
     tmux.wait_for_screen("│ Bash: cargo test -q │ Ctrl-C cancels");
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&gate)
-        .unwrap()
-        .write_all(b"go\n")
-        .unwrap();
+    open_tool_gate(&gate);
     assert_eq!(finished(&env), 0);
     assert!(fs::read_to_string(env.path("answer"))
         .unwrap()
@@ -387,7 +292,7 @@ fn a_panic_while_waiting_on_a_terminal_restores_it_and_leaves_the_file() {
     env.start_gated("g");
     let file = env.path("prompt.md");
     fs::write(&file, "@g hold").unwrap();
-    let tmux = Tmux::start(
+    let tmux = Pane::start(
         &env,
         &pane_script(&env, &file, "BATON_TEST_PANIC=status-drawn"),
     );

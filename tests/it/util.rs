@@ -550,3 +550,51 @@ pub fn have(programs: &[&str]) -> bool {
     skipped(&test, &format!("{} not installed", missing.join(", ")));
     false
 }
+
+/// A project folder `name` holding `toml` as its `.baton.toml`.
+pub fn project(env: &Env, name: &str, toml: &str) -> PathBuf {
+    let dir = env.path(name);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(".baton.toml"), toml).unwrap();
+    dir
+}
+
+/// `baton ARGS` run in `dir`.
+pub fn run_in(env: &Env, dir: &Path, args: &[&str]) -> Out {
+    let mut cmd = env.cmd(args);
+    cmd.current_dir(dir);
+    env.output(cmd, None)
+}
+
+/// Starts agent `name` on the stand-in Claude Code, has it answer one turn (which makes its
+/// state folder), and makes its tool gate: a FIFO at which a `TOOL` turn waits, after reporting
+/// its tool call, until `open_tool_gate`. Returns the gate.
+pub fn claude_with_tool_gate(env: &Env, name: &str) -> PathBuf {
+    let home = env.claude_home();
+    env.start(
+        name,
+        &[
+            "--driver",
+            "claude",
+            "--claude",
+            STANDIN,
+            "--env",
+            &format!("HOME={}", home.display()),
+        ],
+    );
+    env.run(["ask", name, "hello"]).ok();
+    let gate = home.join(".claude-standin/tool-gate");
+    nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    gate
+}
+
+/// Lets the `TOOL` turn waiting at `gate` go on.
+pub fn open_tool_gate(gate: &Path) {
+    use std::io::Write;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(gate)
+        .unwrap()
+        .write_all(b"go\n")
+        .unwrap();
+}

@@ -3,90 +3,14 @@
 //! exactly on `q`, Ctrl-C and SIGTERM — and, without a terminal, one snapshot per change.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use crate::pane::Pane;
 use crate::streamed::Streamed;
 use crate::util::*;
-
-/// A tmux server of the test's own, running one pane.
-struct Pane {
-    sock: PathBuf,
-}
-
-impl Pane {
-    fn start(env: &Env, script: &Path) -> Pane {
-        let pane = Pane {
-            sock: env.path("tmux.sock"),
-        };
-        pane.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "w",
-            "-x",
-            "160",
-            "-y",
-            "30",
-            &format!("sh {}", script.display()),
-        ]);
-        pane
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let mut cmd = Command::new("tmux");
-        scrub(&mut cmd);
-        let out = cmd
-            .arg("-S")
-            .arg(&self.sock)
-            .args(args)
-            .output()
-            .expect("running tmux");
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", "w"])
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "w"];
-        args.extend_from_slice(keys);
-        self.run(&args);
-    }
-
-    #[track_caller]
-    fn wait_for(&self, what: &str, cond: impl Fn(&str) -> bool) {
-        let mut last = String::new();
-        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            wait_until(what, secs(15), || {
-                last = self.screen();
-                cond(&last)
-            })
-        }));
-        if found.is_err() {
-            panic!("the screen never showed {what}; it shows:\n{last}");
-        }
-    }
-}
-
-impl Drop for Pane {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.sock)
-            .arg("kill-server")
-            .output();
-    }
-}
 
 /// The pane's script: the terminal settings before and after `baton status --watch`, its exit
 /// code, and whatever typed input it left unread.

@@ -3,28 +3,13 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Instant;
 
 use nix::sys::signal::Signal;
 
 use crate::util::*;
-
-/// A project folder holding `toml` as its `.baton.toml`.
-fn project(env: &Env, name: &str, toml: &str) -> PathBuf {
-    let dir = env.path(name);
-    fs::create_dir_all(&dir).unwrap();
-    fs::write(dir.join(".baton.toml"), toml).unwrap();
-    dir
-}
-
-/// `baton ARGS` run in `dir`.
-fn run_in(env: &Env, dir: &Path, args: &[&str]) -> Out {
-    let mut cmd = env.cmd(args);
-    cmd.current_dir(dir);
-    env.output(cmd, None)
-}
 
 /// An exec agent declaration running `script` (a shell command line) per task.
 fn agent(name: &str, script: &str) -> String {
@@ -812,33 +797,13 @@ fn the_progress_of_a_claude_agent_is_the_tool_it_uses() {
         return;
     }
     let env = Env::new();
-    let home = env.claude_home();
-    env.start(
-        "pl",
-        &[
-            "--driver",
-            "claude",
-            "--claude",
-            STANDIN,
-            "--env",
-            &format!("HOME={}", home.display()),
-        ],
-    );
-    // The first turn makes the stand-in's state folder; the FIFO then holds the next turn.
-    env.run(["ask", "pl", "hello"]).ok();
-    let gate = home.join(".claude-standin/tool-gate");
-    nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let gate = claude_with_tool_gate(&env, "pl");
     let id = env.send("pl", "run the TOOL");
     let progress = env.task_dir(&id).join("progress");
     wait_until("the progress names the tool", secs(10), || {
         fs::read_to_string(&progress).is_ok_and(|p| p == "Bash: cargo test -q")
     });
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&gate)
-        .unwrap()
-        .write_all(b"go\n")
-        .unwrap();
+    open_tool_gate(&gate);
     assert!(env.run(["wait", &id]).ok().stdout.contains("run the TOOL"));
 }
 
