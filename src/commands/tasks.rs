@@ -1,5 +1,6 @@
 //! Commands on tasks by id: `wait`, `result`, `cancel`, and `gc`, which bounds the history.
 
+use std::collections::HashMap;
 use std::fs;
 use std::time::{Duration, SystemTime};
 
@@ -65,19 +66,8 @@ pub fn wait(
 /// `send`, `&` and `d` start, detached). If it cannot, the record says why.
 pub fn supervise(store: &Store, root: &str) -> anyhow::Result<Exit> {
     let root = TaskId::parse(root)?;
-    match crate::coordinator::workflow::resume(store, &root) {
-        Ok(run) => Ok(crate::exit::of_ends(&run.ends)),
-        Err(e) => {
-            if let Ok(Some(mut rec)) = workflow_of(store, &root) {
-                if rec.state.is_none() {
-                    rec.state = Some(State::Failed);
-                    rec.error = Some(format!("the workflow could not be carried on: {e:#}"));
-                    let _ = rec.save(store);
-                }
-            }
-            Err(e)
-        }
-    }
+    let run = crate::coordinator::workflow::resume(store, &root)?;
+    Ok(crate::exit::of_ends(&run.ends))
 }
 
 pub fn result(store: &Store, id: &str, format: Format) -> anyhow::Result<Exit> {
@@ -151,10 +141,11 @@ pub fn cancel(store: &Store, ids: &[String]) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// Removes finished tasks whose `done.json` is older than `older_than`. Unfinished tasks, and
-/// tasks someone is waiting on, are never removed.
 /// How long agent mail is kept when the config does not say.
 pub const MESSAGE_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// Removes finished tasks whose `done.json` is older than `older_than`. Unfinished tasks, tasks
+/// someone is waiting on and the tasks of a workflow that has not ended are never removed.
 
 pub fn gc(
     store: &Store,
@@ -165,7 +156,8 @@ pub fn gc(
         .checked_sub(older_than)
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let dir = store.tasks_dir();
-    let (mut removed, mut kept, mut in_use) = (0usize, 0usize, 0usize);
+    let (mut removed, mut kept, mut in_use, mut in_workflow) = (0usize, 0usize, 0usize, 0usize);
+    let mut unfinished = HashMap::new();
     let entries = fs::read_dir(&dir).map_err(|e| StoreError::io("listing", &dir, e))?;
     for entry in entries.filter_map(|e| e.ok()) {
         let name = entry.file_name();
@@ -178,6 +170,11 @@ pub fn gc(
             .is_ok_and(|t| t <= cutoff);
         if !old {
             kept += 1;
+            continue;
+        }
+        // A workflow that has not ended reads its earlier stages' ends (and its record) again.
+        if in_unfinished_workflow(store, &id, &mut unfinished) {
+            in_workflow += 1;
             continue;
         }
         // Held while the folder goes, so that no waiter starts on it half-removed.
@@ -208,6 +205,10 @@ pub fn gc(
         0 => String::new(),
         n => format!(" and {n} someone is waiting on"),
     };
+    let running = match in_workflow {
+        0 => String::new(),
+        n => format!(" and {n} of a workflow that has not ended"),
+    };
     let mut purged = 0;
     for mailbox in crate::protocol::mail::all(store) {
         purged +=
@@ -217,6 +218,24 @@ pub fn gc(
         0 => String::new(),
         n => format!("; {n} old message(s) purged"),
     };
-    println!("removed {removed} finished task(s); kept {kept}{waited}{mail}");
+    println!("removed {removed} finished task(s); kept {kept}{waited}{running}{mail}");
     Ok(Exit::Ok)
+}
+
+/// True if task `id` is the first task or a step of a workflow that has not ended (its record
+/// has no outcome yet). `unfinished` remembers each root's answer.
+fn in_unfinished_workflow(
+    store: &Store,
+    id: &TaskId,
+    unfinished: &mut HashMap<TaskId, bool>,
+) -> bool {
+    let task = store.task(id);
+    let root = crate::protocol::read_json::<crate::protocol::task::Task>(&task.task)
+        .ok()
+        .flatten()
+        .and_then(|t| t.workflow)
+        .unwrap_or_else(|| id.clone());
+    *unfinished.entry(root).or_insert_with_key(|root| {
+        workflow_of(store, root).is_ok_and(|rec| rec.is_some_and(|r| r.state.is_none()))
+    })
 }

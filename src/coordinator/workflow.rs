@@ -188,20 +188,36 @@ pub fn run(
 
 /// Takes over the workflow rooted at `root` from its record (`baton supervise ROOT`) and runs it
 /// to its end, with no one waiting: its outcome goes where the record says (the results inbox).
+/// If it cannot, and it holds the workflow, the record says why; a workflow that another
+/// process runs is left alone.
 pub fn resume(store: &Store, root: &TaskId) -> anyhow::Result<Run> {
     let paths = store.task(root);
-    let handed = background::inherited_lock();
-    let held = match handed {
+    let held = match background::inherited_lock() {
         Some(held) => Some(held),
-        None => lock::take(&paths.workflow_lock, Duration::from_secs(30))?,
+        // A probe holds the lock for an instant; whoever runs the workflow holds it for good.
+        None => lock::hold(&paths.workflow_lock)?,
     };
-    let held = held.ok_or_else(|| {
+    let _held = held.ok_or_else(|| {
         Error::Usage(format!(
             "workflow {root} is being run by another process (it holds {})",
             paths.workflow_lock.display()
         ))
     })?;
     pause_point(crate::test_hooks::SUPERVISING);
+    carry_on(store, root).inspect_err(|e| {
+        if let Ok(Some(mut rec)) = record::load(&paths) {
+            if rec.state.is_none() {
+                rec.state = Some(State::Failed);
+                rec.error = Some(format!("the workflow could not be carried on: {e:#}"));
+                let _ = rec.save(store);
+            }
+        }
+    })
+}
+
+/// The body of `resume`, run while the caller holds the record's lock.
+fn carry_on(store: &Store, root: &TaskId) -> anyhow::Result<Run> {
+    let paths = store.task(root);
     let rec = record::load(&paths)?
         .ok_or_else(|| Error::Usage(format!("task {root} is not the first task of a workflow")))?;
     let config = crate::config::load(&rec.cwd)?;
@@ -241,7 +257,8 @@ pub fn resume(store: &Store, root: &TaskId) -> anyhow::Result<Run> {
         history: Vec::new(),
         passed,
         record: Some(rec),
-        _record_lock: Some(held),
+        // `resume` holds it, and records a failure under it.
+        _record_lock: None,
         keeps_record: true,
     };
     engine.pick_up(&mut caller)?;

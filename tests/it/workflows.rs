@@ -860,6 +860,17 @@ fn wait_follows_a_background_workflow_that_is_still_running() {
     let root = String::from_utf8_lossy(&out).trim().to_string();
     signal(pid, Signal::SIGCONT);
     wait_until("stage 1 runs", secs(10), || env.started_count() == 1);
+    // A second supervisor started by hand is refused, and leaves the record alone.
+    let second = env.run(["supervise", &root]).expect(2);
+    assert!(
+        second.stderr.contains("being run by another process"),
+        "{}",
+        second.stderr
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.task_dir(&root).join("workflow.json")).unwrap())
+            .unwrap();
+    assert!(record["state"].is_null(), "{record}");
     // Its supervisor alone holds the workflow now, and wait knows it.
     let mut cmd = env.cmd(["wait", &root]);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -871,4 +882,30 @@ fn wait_follows_a_background_workflow_that_is_still_running() {
     let (out, err) = (String::from_utf8_lossy(&out), String::from_utf8_lossy(&err));
     assert_eq!(st.code(), Some(0), "{err}");
     assert!(out.starts_with("next saw:\n"), "{out}");
+}
+
+#[test]
+fn gc_keeps_every_task_of_a_workflow_that_has_not_ended() {
+    let env = Env::new();
+    env.start("first", &["--driver", "exec", "--", "echo", "first said"]);
+    env.start_gated("g");
+    let root = env.send("first | g", "two stages");
+    wait_until("stage 2 runs", secs(10), || env.started_count() == 1);
+    // Stage 1 has ended; the workflow has not: nothing of it goes, however old.
+    let gc = env.run(["gc", "--older-than", "0s"]).ok().stdout;
+    assert!(
+        gc.contains("removed 0") && gc.contains("1 of a workflow that has not ended"),
+        "{gc}"
+    );
+    assert!(env.task_dir(&root).join("workflow.json").exists());
+    env.open_gate();
+    let out = env.run(["wait", &root]).ok();
+    let kept = json_lines(&env.run(["result", &root, "--json"]).ok().stdout);
+    assert_eq!(kept.len(), 2, "{}", out.stdout);
+    assert!(kept[0]["answer"]
+        .as_str()
+        .is_some_and(|a| a.contains("first said")));
+    // Once it has ended, its tasks are finished tasks like any other.
+    let gc = env.run(["gc", "--older-than", "0s"]).ok().stdout;
+    assert!(gc.contains("removed 2"), "{gc}");
 }
