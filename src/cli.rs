@@ -778,6 +778,8 @@ pub fn run(args: Vec<OsString>) -> Result<Exit> {
         } | Cmd::Supervise { .. }
             | Cmd::Hook { .. }
             | Cmd::Edit { .. }
+            // Marks what it shows seen: a reader gone gives it back (EPIPE), not a silent death.
+            | Cmd::Results { mark: true, .. }
     );
     if !long_lived {
         crate::sys::signals::default_sigpipe();

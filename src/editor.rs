@@ -115,8 +115,10 @@ pub const RESULTS: &str = "results";
 /// seen.
 fn results(store: &Store, config: &Config, file: &Path) -> anyhow::Result<Exit> {
     let inbox = coordinator::background::results_inbox(store, config);
-    let text = crate::commands::results::take_unseen(store, &inbox)?;
-    write_file(file, &text)?;
+    let taken = crate::commands::results::take_unseen(store, &inbox)?;
+    // Seen only once they are in the file: a failed write gives them back.
+    write_file(file, taken.text.as_bytes())?;
+    taken.delivered();
     Ok(Exit::Ok)
 }
 

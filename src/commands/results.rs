@@ -3,6 +3,8 @@
 //! file and that the chief's hooks hand to Claude Code: each result headed by its agent and task,
 //! each shown once (seeing one marks it, atomically: `protocol::results`).
 
+use std::io::Write;
+
 use serde_json::json;
 
 use crate::coordinator::background;
@@ -30,11 +32,24 @@ pub fn results(
         ids.extend(inbox.entries(true).into_iter().map(|i| (i, true)));
         ids.sort();
     }
+    let mut claimed = Taken {
+        inbox,
+        ids: Vec::new(),
+        text: String::new(),
+    };
     for (id, seen) in ids {
-        match background::outcome(store, &id) {
-            Some(ends) => shown.push((id, seen, ends)),
-            None => running += 1,
+        let Some(ends) = background::outcome(store, &id) else {
+            running += 1;
+            continue;
+        };
+        // Marked before it is shown, so that two readers never both show it.
+        if mark && !seen {
+            if !inbox.claim(&id)? {
+                continue;
+            }
+            claimed.ids.push(id.clone());
         }
+        shown.push((id, seen, ends));
     }
     let mut out = String::new();
     for (id, seen, ends) in &shown {
@@ -51,14 +66,16 @@ pub fn results(
             out.push_str(&format_result(id, ends, None));
         }
     }
-    print!("{out}");
-    if mark {
-        for (id, seen, _) in &shown {
-            if !seen {
-                inbox.claim(id)?;
-            }
-        }
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        // The reader has gone: what it did not get is not seen.
+        return Ok(Exit::Ok);
     }
+    claimed.delivered();
     if !json_out {
         if shown.is_empty() {
             eprintln!(
@@ -117,38 +134,70 @@ pub fn format_result(id: &TaskId, ends: &[TaskEnd], cap: Option<usize>) -> Strin
     out
 }
 
+/// Results claimed (marked seen) by one reader, with their text. Unless `delivered` is called,
+/// dropping it gives them back, not seen: a reader that fails to pass them on (a write that
+/// fails, a reader gone) loses none.
+pub struct Taken<'a> {
+    inbox: &'a Inbox,
+    ids: Vec<TaskId>,
+    pub text: String,
+}
+
+impl Taken<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// They reached their reader: they stay seen.
+    pub fn delivered(mut self) {
+        self.ids.clear();
+    }
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            self.inbox.give_back(id);
+        }
+    }
+}
+
 /// Takes every finished result not seen yet — marking each seen, so that no one else shows it —
-/// and returns them as text (each answer cut at `cap` bytes, if given). Empty if none.
-pub fn take(store: &Store, inbox: &Inbox, cap: Option<usize>) -> anyhow::Result<String> {
-    let mut out = String::new();
+/// with its text (each answer cut at `cap` bytes, if given).
+pub fn take<'a>(store: &Store, inbox: &'a Inbox, cap: Option<usize>) -> anyhow::Result<Taken<'a>> {
+    let mut taken = Taken {
+        inbox,
+        ids: Vec::new(),
+        text: String::new(),
+    };
     for id in inbox.entries(false) {
         let Some(ends) = background::outcome(store, &id) else {
             continue;
         };
         if inbox.claim(&id)? {
-            out.push_str(&format_result(&id, &ends, cap));
+            taken.text.push_str(&format_result(&id, &ends, cap));
+            taken.ids.push(id);
         }
     }
-    Ok(out)
+    Ok(taken)
 }
 
-/// What `@results` writes into the prompt file: the finished results not seen yet (now seen),
-/// or a line saying there are none.
-pub fn take_unseen(store: &Store, inbox: &Inbox) -> anyhow::Result<Vec<u8>> {
-    let text = take(store, inbox, None)?;
-    if !text.is_empty() {
-        return Ok(text.into_bytes());
+/// What `@results` writes into the prompt file: the finished results not seen yet (claimed), or
+/// a line saying there are none.
+pub fn take_unseen<'a>(store: &Store, inbox: &'a Inbox) -> anyhow::Result<Taken<'a>> {
+    let mut taken = take(store, inbox, None)?;
+    if taken.is_empty() {
+        let running = inbox
+            .entries(false)
+            .iter()
+            .filter(|id| background::outcome(store, id).is_none())
+            .count();
+        taken.text = match running {
+            0 => "No background results have arrived.\n".into(),
+            n => format!(
+                "No background results have arrived yet; {n} background task(s) still running.\n"
+            ),
+        };
     }
-    let running = inbox
-        .entries(false)
-        .iter()
-        .filter(|id| background::outcome(store, id).is_none())
-        .count();
-    Ok(match running {
-        0 => "No background results have arrived.\n".into(),
-        n => format!(
-            "No background results have arrived yet; {n} background task(s) still running.\n"
-        ),
-    }
-    .into_bytes())
+    Ok(taken)
 }

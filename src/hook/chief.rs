@@ -76,15 +76,20 @@ fn inbox_of(event: &serde_json::Value) -> Option<(Store, Inbox)> {
     Some((store, inbox))
 }
 
-fn heading(text: &str) -> String {
-    format!("baton: background results arrived for this project (each shown once; `baton results --all` lists them again):\n{text}")
+/// Writes the results, headed, to Claude Code; false if it did not take them (they are given
+/// back, not seen).
+fn pass_on(mut to: impl std::io::Write, text: &str) -> bool {
+    let text = format!("baton: background results arrived for this project (each shown once; `baton results --all` lists them again):\n{text}");
+    to.write_all(text.as_bytes())
+        .and_then(|()| to.flush())
+        .is_ok()
 }
 
 fn prompt(event: &serde_json::Value) -> Option<Exit> {
     let (store, inbox) = inbox_of(event)?;
-    let text = results::take(&store, &inbox, Some(ANSWER_CAP)).ok()?;
-    if !text.is_empty() {
-        print!("{}", heading(&text));
+    let taken = results::take(&store, &inbox, Some(ANSWER_CAP)).ok()?;
+    if !taken.is_empty() && pass_on(std::io::stdout(), &taken.text) {
+        taken.delivered();
     }
     Some(Exit::Ok)
 }
@@ -109,9 +114,12 @@ fn wait(event: &serde_json::Value) -> Option<Exit> {
         for id in inbox.entries(false) {
             let _ = inotify.watches().add(&store.task(&id).dir, mask);
         }
-        let text = results::take(&store, &inbox, Some(ANSWER_CAP)).ok()?;
-        if !text.is_empty() {
-            eprint!("{}", heading(&text));
+        let taken = results::take(&store, &inbox, Some(ANSWER_CAP)).ok()?;
+        if !taken.is_empty() {
+            if !pass_on(std::io::stderr(), &taken.text) {
+                return Some(Exit::Ok);
+            }
+            taken.delivered();
             return Some(Exit::Usage); // exit 2: Claude Code's "wake up with this"
         }
         if Instant::now() >= limit {

@@ -73,6 +73,11 @@ impl Inbox {
         }
     }
 
+    /// Marks `id` not seen again: a reader that claimed it could not pass it on.
+    pub fn give_back(&self, id: &TaskId) {
+        let _ = fs::rename(self.seen.join(id.as_str()), self.new.join(id.as_str()));
+    }
+
     /// Removes a seen entry (the task it names is gone).
     pub fn forget(&self, id: &TaskId) {
         let _ = fs::remove_file(self.seen.join(id.as_str()));

@@ -346,3 +346,36 @@ fn a_read_only_state_folder_exits_6_and_keeps_the_prompt() {
     assert!(out.stderr.contains("read-only"), "{}", out.stderr);
     assert!(env.inbox("sh1", "new").is_empty());
 }
+
+#[test]
+fn at_results_into_a_read_only_folder_keeps_the_prompt_and_the_results() {
+    let env = Env::new();
+    env.start(
+        "sh1",
+        &["--driver", "exec", "--", "echo", "a background answer"],
+    );
+    let id = env.send("sh1", "work");
+    wait_until("the task ends", secs(10), || {
+        env.task_dir(&id).join("done.json").exists()
+    });
+    let prompts = env.path("prompts");
+    fs::create_dir_all(&prompts).unwrap();
+    let file = prompts.join("prompt.md");
+    fs::write(&file, "@results").unwrap();
+    let Some(_mount) = Mount::bind_read_only(&prompts) else {
+        return;
+    };
+    let out = env.run([&file]).expect(6);
+    assert!(
+        out.stderr.to_lowercase().contains("read-only"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fs::read_to_string(&file).unwrap(), "@results");
+    // Not written, so not seen: it is still there to be read.
+    assert!(env
+        .run(["results"])
+        .ok()
+        .stdout
+        .contains("a background answer"));
+}

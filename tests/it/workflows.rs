@@ -909,3 +909,46 @@ fn gc_keeps_every_task_of_a_workflow_that_has_not_ended() {
     let gc = env.run(["gc", "--older-than", "0s"]).ok().stdout;
     assert!(gc.contains("removed 2"), "{gc}");
 }
+
+/// Runs `cmd` with its standard output a pipe no one reads (its read end closed).
+fn to_a_gone_reader(mut cmd: std::process::Command, input: &[u8]) -> (i32, String) {
+    let (read, write) = nix::unistd::pipe().unwrap();
+    drop(read);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    drop(cmd);
+    let (st, _, err) = finish(child, Some(input.to_vec()), secs(10)).expect("it ends");
+    (
+        st.code().unwrap_or(-1),
+        String::from_utf8_lossy(&err).into(),
+    )
+}
+
+#[test]
+fn a_result_whose_reader_has_gone_is_not_marked_seen() {
+    let env = Env::new();
+    let shop = project(&env, "shop", &agent("bg", "echo kept for later"));
+    let id = run_in(&env, &shop, &["send", "bg", "work"]).ok().stdout;
+    until_done(&env, &id);
+    let event = serde_json::json!({"hook_event_name": "UserPromptSubmit", "cwd": shop, "session_id": "s1", "prompt": "next"});
+    // The chief's hook cannot hand it over, nor can `results --mark`: it stays not seen.
+    let (code, err) = to_a_gone_reader(
+        env.cmd(["hook", "chief-prompt"]),
+        event.to_string().as_bytes(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let mut mark = env.cmd(["results", "--mark"]);
+    mark.current_dir(&shop);
+    let (code, err) = to_a_gone_reader(mark, b"");
+    assert_eq!(code, 0, "{err}");
+    assert!(run_in(&env, &shop, &["results"])
+        .ok()
+        .stdout
+        .contains("kept for later"));
+    // A reader that takes it marks it seen, once.
+    let first = hook(&env, "chief-prompt", &event).ok().stdout;
+    assert!(first.contains("kept for later"), "{first}");
+    assert_eq!(run_in(&env, &shop, &["results"]).ok().stdout, "");
+}
