@@ -265,6 +265,19 @@ fn carry_on(store: &Store, root: &TaskId) -> anyhow::Result<Run> {
     engine.drive(&mut caller)
 }
 
+/// What the task of `end` printed: its answer, or, for a task stopped before it had one (a
+/// timeout, a lost runner), what its `output` held by then.
+fn printed_so_far(store: &Store, end: &TaskEnd) -> Vec<u8> {
+    if !end.answer.is_empty() {
+        return end.answer.clone();
+    }
+    let task = store.task(&end.task_id);
+    let read = |p: &std::path::Path| crate::protocol::store::read_nofollow(p).ok();
+    read(&task.result)
+        .or_else(|| read(&task.output))
+        .unwrap_or_default()
+}
+
 impl Engine<'_> {
     fn stages(&self) -> usize {
         self.plan.stages.len()
@@ -537,10 +550,14 @@ impl Engine<'_> {
         Ok(None)
     }
 
-    /// Steps every member whose task has ended.
+    /// Steps every member whose task has ended, until one has won (with `any`: the others'
+    /// ends are then kept as they are, never judged or retried).
     fn take_ended(&mut self, caller: &mut Caller) -> anyhow::Result<Option<Halt>> {
         pause_point(crate::test_hooks::WAITED);
-        while let Some(i) = self.pending.iter().position(Pending::is_done) {
+        while self.winner.is_none() {
+            let Some(i) = self.pending.iter().position(Pending::is_done) else {
+                break;
+            };
             let (p, m) = self.take(i);
             let end = super::read_finished(&p);
             if let Some(halt) = self.ended(m, end, caller)? {
@@ -553,11 +570,14 @@ impl Engine<'_> {
     /// Stops every task whose deadline has passed, and steps its member.
     fn take_timed_out(&mut self, caller: &mut Caller) -> anyhow::Result<Option<Halt>> {
         let now = Instant::now();
-        while let Some(i) = self
-            .pending
-            .iter()
-            .position(|p| p.deadline.is_some_and(|d| d <= now))
-        {
+        while self.winner.is_none() {
+            let Some(i) = self
+                .pending
+                .iter()
+                .position(|p| p.deadline.is_some_and(|d| d <= now))
+            else {
+                break;
+            };
             let (p, m) = self.take(i);
             let within = self.members[m]
                 .settings
@@ -619,6 +639,7 @@ impl Engine<'_> {
                     return Ok(None);
                 }
             }
+            let printed = printed_so_far(self.store, &end);
             let member = &mut self.members[m];
             member.attempt += 1;
             member.round = 0;
@@ -626,7 +647,10 @@ impl Engine<'_> {
                 &member.base,
                 member.attempt,
                 member.settings.retries + 1,
-                &end,
+                &TaskEnd {
+                    answer: printed,
+                    ..end.clone()
+                },
             );
             self.redeliver(m, prompt, None, end);
             return Ok(None);

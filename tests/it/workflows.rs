@@ -176,6 +176,46 @@ fn the_first_success_wins_and_the_slow_agent_is_cancelled_and_idle_again() {
 }
 
 #[test]
+fn once_one_answer_has_won_the_others_are_neither_gated_nor_retried() {
+    let env = Env::new();
+    // Each agent answers when its own FIFO is written to.
+    for agent in ["a", "b"] {
+        let fifo = env.path(&format!("go-{agent}"));
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let script = format!(
+            "echo $BATON_TASK_ID >> '{started}'; read _ < '{fifo}'; echo {agent} said",
+            started = env.path("started").display(),
+            fifo = fifo.display()
+        );
+        env.start(agent, &["--driver", "exec", "--", "sh", "-c", &script]);
+    }
+    let g = gate(&env, &[0]);
+    let mut cmd = env.cmd(["ask", "a,b", "--any", "--gate", &g, "--retries", "2", "go"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let ask = cmd.spawn().unwrap();
+    wait_until("both tasks run", secs(10), || env.started_count() == 2);
+    // Both answers are in before the coordinator looks again: it sees them in one look.
+    signal(ask.id(), Signal::SIGSTOP);
+    wait_stopped(ask.id());
+    for agent in ["a", "b"] {
+        fs::write(env.path(&format!("go-{agent}")), "go\n").unwrap();
+        wait_until(&format!("{agent} has answered"), secs(10), || {
+            tasks_of(&env, agent)
+                .iter()
+                .any(|id| env.task_dir(id).join("done.json").exists())
+        });
+    }
+    signal(ask.id(), Signal::SIGCONT);
+    let (st, out, err) = finish(ask, None, secs(20)).expect("ask ends");
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(st.code(), Some(0), "{}", String::from_utf8_lossy(&err));
+    assert!(out == "a said\n" || out == "b said\n", "{out}");
+    // The winner's answer alone went through the gate; the other was kept as it was.
+    assert_eq!(gate_runs(&env).len(), 1, "{:?}", gate_runs(&env));
+    assert_eq!(tasks_of(&env, "a").len() + tasks_of(&env, "b").len(), 2);
+}
+
+#[test]
 fn when_every_member_fails_the_exit_code_is_the_first_failure() {
     let env = Env::new();
     env.start("broken", &["--driver", "exec", "--", "sh", "-c", "exit 9"]);
@@ -449,15 +489,22 @@ fn ctrl_c_during_a_pipeline_cancels_the_running_stage_and_delivers_no_later_one(
 #[test]
 fn a_runner_killed_mid_stage_with_retries_left_is_restarted_and_the_pipeline_goes_on() {
     let env = Env::new();
-    let gated = env.gated_agent();
-    let script = gated.last().unwrap();
+    env.gated_agent();
+    // The gated agent, printing a line before it waits at the gate.
+    let script = env.script(
+        "halfway.sh",
+        &format!(
+            "#!/bin/sh\necho halfway through\nexec {}\n",
+            env.path("gated.sh").display()
+        ),
+    );
     let dir = project(
         &env,
         "shop",
         &[
             format!(
                 "[agent.g]\ndriver = \"exec\"\ncommand = [{}]\n",
-                toml_string(script)
+                toml_string(&script.display().to_string())
             ),
             agent("tail", "echo tail saw:; cat"),
         ]
@@ -469,6 +516,11 @@ fn a_runner_killed_mid_stage_with_retries_left_is_restarted_and_the_pipeline_goe
         .stderr(Stdio::piped());
     let child = cmd.spawn().unwrap();
     wait_until("stage 1 has started", secs(10), || env.started_count() == 1);
+    let first = fs::read_to_string(env.path("started")).unwrap();
+    let output = env.task_dir(first.trim()).join("output");
+    wait_until("stage 1 has printed its line", secs(10), || {
+        fs::read_to_string(&output).is_ok_and(|o| o.contains("halfway through"))
+    });
     let g = fs::read_dir(env.home.join("agents"))
         .unwrap()
         .filter_map(|e| e.ok())
@@ -488,6 +540,11 @@ fn a_runner_killed_mid_stage_with_retries_left_is_restarted_and_the_pipeline_goe
     assert_eq!(st.code(), Some(0), "{}", String::from_utf8_lossy(&err));
     assert!(out.starts_with("tail saw:\n"), "{out}");
     assert!(out.contains("=== baton: attempt 2 of 2 ==="), "{out}");
+    // The retry is told what the lost attempt had printed.
+    assert!(
+        out.contains("The last lines of its output:\nhalfway through\n"),
+        "{out}"
+    );
 }
 
 #[test]
