@@ -123,12 +123,14 @@ fn workflow_result(store: &Store, rec: &Record, format: Format) -> anyhow::Resul
         return super::print_history(&history, &ends);
     }
     if state != State::Ok && ends.is_empty() {
-        return Err(usage(format!(
-            "workflow {} ended {}: {}",
+        // Nothing to show but why: the code is the workflow's end's, as for a task.
+        eprintln!(
+            "baton: workflow {} ended {}: {}",
             rec.root,
             state.as_str(),
             rec.error.as_deref().unwrap_or("no reason given")
-        )));
+        );
+        return Ok(crate::exit::of_state(state));
     }
     print_ends(&ends, format)
 }

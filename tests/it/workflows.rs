@@ -1009,3 +1009,37 @@ fn a_result_whose_reader_has_gone_is_not_marked_seen() {
     assert!(first.contains("kept for later"), "{first}");
     assert_eq!(run_in(&env, &shop, &["results"]).ok().stdout, "");
 }
+
+#[test]
+fn a_workflow_its_supervisor_cannot_carry_on_says_why_with_the_code_of_its_end() {
+    let env = Env::new();
+    let dir = project(
+        &env,
+        "shop",
+        &[agent("a", "echo from a"), agent("b", "cat")].concat(),
+    );
+    let mut send = env.cmd(["send", "a | b", "two stages"]);
+    send.current_dir(&dir)
+        .env("BATON_TEST_PAUSE", "supervising");
+    let out = env.output(send, None).ok();
+    let root = out.stdout.trim().to_string();
+    let supervisor = processes_with_home(&env.home)
+        .into_iter()
+        .find(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("supervise"))
+        })
+        .expect("the supervisor runs") as u32;
+    wait_stopped(supervisor);
+    // The project's config breaks before the supervisor reads it.
+    fs::write(dir.join(".baton.toml"), "[agent.a\n").unwrap();
+    signal(supervisor, Signal::SIGCONT);
+    until_workflow_done(&env, &root);
+    let out = env.run(["result", &root]).expect(1);
+    assert!(
+        out.stderr
+            .contains("the workflow could not be carried on: bad config"),
+        "{}",
+        out.stderr
+    );
+}
