@@ -204,8 +204,9 @@ enum Cmd {
     },
     /// Remove old finished tasks and old agent mail.
     ///
-    /// Finished tasks whose end is older than --older-than (7d) go; unfinished tasks and tasks
-    /// someone waits on stay. Agent mail older than `message_retention` (24h) is purged.
+    /// Finished tasks whose end is older than --older-than (7d) go; unfinished tasks, tasks
+    /// someone waits on and the tasks of a workflow that has not ended stay. Agent mail older
+    /// than `message_retention` (24h) is purged.
     #[command(display_order = 20, after_help = GC_EXAMPLES)]
     Gc {
         /// Remove tasks that ended longer ago than this (e.g. 12h, 7d; 0s: every finished task).

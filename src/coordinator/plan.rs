@@ -38,6 +38,9 @@ pub struct Plan {
     pub gate: Option<String>,
     /// How many times the gate may send an answer back (else declared, else 2).
     pub gate_rounds: Option<u32>,
+    /// One attempt and no gate, whatever the agents declare: a caller whose timeout bounds the
+    /// whole wait (git's hooks) cannot let retries and gate rounds add up past it.
+    pub once: bool,
 }
 
 /// How many times a gate may send an answer back, when nothing says.
@@ -59,6 +62,7 @@ impl Plan {
             retries: None,
             gate: None,
             gate_rounds: None,
+            once: false,
         }
     }
 
@@ -128,6 +132,8 @@ impl Plan {
             retries: asked.retries,
             gate: asked.gate.clone(),
             gate_rounds: asked.gate_rounds,
+            // Only a caller that waits asks for it; a record is of one that may not.
+            once: false,
         }
     }
 }

@@ -51,7 +51,18 @@ struct Settings {
 
 fn settings(plan: &Plan, config: &Config, target: &Target) -> Settings {
     let decl = target.decl();
-    Settings {
+    let once = |s: Settings| {
+        if plan.once {
+            Settings {
+                retries: 0,
+                gate: None,
+                ..s
+            }
+        } else {
+            s
+        }
+    };
+    once(Settings {
         timeout: plan
             .timeout
             .or_else(|| decl.and_then(|d| d.timeout))
@@ -72,7 +83,7 @@ fn settings(plan: &Plan, config: &Config, target: &Target) -> Settings {
             .gate_rounds
             .or_else(|| decl.and_then(|d| d.gate_rounds))
             .unwrap_or(DEFAULT_GATE_ROUNDS),
-    }
+    })
 }
 
 /// One agent (or pool) of the stage that runs.
@@ -147,11 +158,10 @@ pub fn run(
     for stage in targets.iter().skip(1) {
         resolve::check_ready(store, stage, plan.queue, plan.offer_queue)?;
     }
-    let declared = targets
-        .iter()
-        .flatten()
-        .filter_map(Target::decl)
-        .any(|d| d.retries.is_some_and(|r| r > 0) || d.gate.is_some());
+    let declared = targets.iter().flatten().any(|t| {
+        let s = settings(plan, config, t);
+        s.retries > 0 || s.gate.is_some()
+    });
     let mut gates: Vec<String> = targets
         .iter()
         .flatten()

@@ -302,6 +302,8 @@ fn ask(
     let store = Store::open().map_err(|e| format!("{e:#}"))?;
     let plan = Plan {
         timeout: Some(timeout),
+        // The timeout bounds the whole wait: no retries or gate rounds on top of it.
+        once: true,
         ..Plan::new(vec![agent.to_string()], prompt)
     };
     let mut caller = Caller::new(false).map_err(|e| format!("{e:#}"))?;

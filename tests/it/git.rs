@@ -387,6 +387,53 @@ fn a_slow_agent_times_out_and_the_commit_goes_on() {
 }
 
 #[test]
+fn a_hook_asks_once_whatever_retries_and_gate_the_agent_declares() {
+    if !have(&["git"]) {
+        return;
+    }
+    let env = Env::new();
+    let dir = repo(&env, "repo");
+    baton(&env, &dir, &["install", "git"]).ok();
+    let gate = env.script(
+        "gate.sh",
+        &format!(
+            "#!/bin/sh\necho ran >> '{}'\nexit 1\n",
+            env.path("gate.runs").display()
+        ),
+    );
+    let failing = env.script(
+        "failing.sh",
+        &format!(
+            "#!/bin/sh\necho \"$BATON_TASK_ID\" >> '{}'\nexit 1\n",
+            env.path("failing.calls").display()
+        ),
+    );
+    let extra = format!("retries = 3\ngate = \"{}\"\n", gate.display());
+    declare(&dir, "failing", &failing, &extra);
+    declare(
+        &dir,
+        "drafter",
+        &counting_agent(&env, "drafter", "Gated draft"),
+        &extra,
+    );
+    let typing = typing_editor(&env);
+    // A failure is not retried: the commit goes on after one attempt.
+    git(&env, &dir, &["config", "baton.commitAgent", "failing"]).ok();
+    stage(&env, &dir, "a", "a\n");
+    let out = git_with(&env, &dir, &["commit", "-q"], &[("GIT_EDITOR", &typing)]).ok();
+    assert!(out.stderr.contains("the commit goes on"), "{}", out.stderr);
+    assert_eq!(message(&env, &dir), "Manual message");
+    assert_eq!(calls(&env, "failing"), 1);
+    // An answer is not held at the gate.
+    git(&env, &dir, &["config", "baton.commitAgent", "drafter"]).ok();
+    stage(&env, &dir, "b", "b\n");
+    git(&env, &dir, &["commit", "-q"]).ok();
+    assert_eq!(message(&env, &dir), "Gated draft");
+    assert_eq!(calls(&env, "drafter"), 1);
+    assert!(!env.path("gate.runs").exists());
+}
+
+#[test]
 fn an_unreachable_agent_costs_one_line_and_the_commit_goes_on() {
     if !have(&["git"]) {
         return;
