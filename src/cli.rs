@@ -181,6 +181,9 @@ enum Cmd {
     #[command(hide = true)]
     Supervise { root: String },
     /// Withdraw queued tasks, or ask their agent to stop them.
+    ///
+    /// A workflow's id (its first task's) cancels the whole workflow: the process that runs it
+    /// stops its running tasks and delivers nothing more.
     #[command(display_order = 7, after_help = CANCEL_EXAMPLES)]
     Cancel {
         /// Task ids.

@@ -42,15 +42,37 @@ pub fn wait(
 ) -> anyhow::Result<Exit> {
     let ids = parse_ids(ids)?;
     let mut caller = Caller::new(false)?;
-    // A workflow's first task stands for the whole workflow: its outcome is waited for.
-    if let [id] = ids.as_slice() {
-        if workflow_of(store, id)?.is_some() {
-            let ends = background::follow_workflow(store, id, timeout, &mut caller)?;
-            if background::outcome(store, id).is_some() {
-                seen(store, &ids);
+    // A workflow's first task stands for the whole workflow: its outcome is waited for. With
+    // one among several ids, each is waited for in turn, all within the one timeout.
+    let mut workflows = Vec::new();
+    for id in &ids {
+        workflows.push(workflow_of(store, id)?.is_some());
+    }
+    if workflows.iter().any(|w| *w) {
+        let deadline = timeout.and_then(crate::sys::time::deadline_after);
+        let mut ends = Vec::new();
+        for (id, workflow) in ids.iter().zip(workflows) {
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            let got = if workflow {
+                background::follow_workflow(store, id, left, &mut caller)?
+            } else {
+                coordinator::follow(store, std::slice::from_ref(id), left, &mut caller)?
+            };
+            // Stopped (a signal) before its outcome: the others are not waited for either.
+            let stopped = background::outcome(store, id).is_none()
+                && got.iter().any(|e| e.state == State::Cancelled);
+            ends.extend(got);
+            if stopped {
+                break;
             }
-            return print_ends(&ends, format);
         }
+        let ended: Vec<TaskId> = ids
+            .iter()
+            .filter(|id| background::outcome(store, id).is_some())
+            .cloned()
+            .collect();
+        seen(store, &ended);
+        return print_ends(&ends, format);
     }
     let ends = coordinator::follow(store, &ids, timeout, &mut caller)?;
     let ended: Vec<TaskId> = ids
@@ -137,6 +159,12 @@ fn workflow_result(store: &Store, rec: &Record, format: Format) -> anyhow::Resul
 
 pub fn cancel(store: &Store, ids: &[String]) -> anyhow::Result<Exit> {
     for id in parse_ids(ids)? {
+        // A workflow's first task stands for the whole workflow.
+        if let Some(rec) = workflow_of(store, &id)? {
+            let what = background::cancel_workflow(store, &id, rec)?;
+            println!("{id}: {}", what.describe());
+            continue;
+        }
         let what = coordinator::cancel(store, &id, State::Cancelled)?;
         println!("{id}: {}", what.describe());
     }
@@ -148,7 +176,6 @@ pub const MESSAGE_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 /// Removes finished tasks whose `done.json` is older than `older_than`. Unfinished tasks, tasks
 /// someone is waiting on and the tasks of a workflow that has not ended are never removed.
-
 pub fn gc(
     store: &Store,
     older_than: Duration,

@@ -63,9 +63,12 @@ pub fn hand_off(
     }
     crate::sys::spawn::detached(&mut cmd);
     // The supervisor is not waited for: it outlives this process, and init reaps it.
-    cmd.spawn()
-        .map(drop)
-        .map_err(|e| Error::Unreachable(format!("starting `baton supervise {root}`: {e}")).into())
+    let child = cmd
+        .spawn()
+        .map_err(|e| Error::Unreachable(format!("starting `baton supervise {root}`: {e}")))?;
+    // Named as the workflow's runner before this process lets go of the lock.
+    crate::protocol::workflow::set_runner(&store.task(root), child.id());
+    Ok(())
 }
 
 /// The record's lock handed over by the caller that started this supervisor, if it did.
@@ -189,4 +192,105 @@ pub fn outcome(store: &Store, id: &TaskId) -> Option<Vec<TaskEnd>> {
         }
         _ => super::end_of(store, id).ok().flatten().map(|e| vec![e]),
     }
+}
+
+/// How `baton cancel ROOT` left a workflow.
+pub enum Cancelled {
+    /// It had ended before.
+    AlreadyEnded(State),
+    /// The process that ran it stopped it (its running tasks cancelled, none delivered after).
+    Stopped,
+    /// No one ran it: its tasks that had not ended were cancelled here.
+    Abandoned,
+    /// Its process was asked to stop it and has not said it did within the wait.
+    Asked(u32),
+}
+
+impl Cancelled {
+    pub fn describe(&self) -> String {
+        match self {
+            Cancelled::AlreadyEnded(state) => {
+                format!("the workflow had already ended ({})", state.as_str())
+            }
+            Cancelled::Stopped => "workflow cancelled (its running tasks stopped)".into(),
+            Cancelled::Abandoned => {
+                "workflow cancelled (no one ran it; its unfinished tasks stopped)".into()
+            }
+            Cancelled::Asked(pid) => {
+                format!("asked process {pid}, which runs the workflow, to stop it")
+            }
+        }
+    }
+}
+
+/// How long `cancel` waits for the process that runs a workflow to record that it stopped.
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Cancels the workflow rooted at `root`: the process that runs it (which holds its lock) is
+/// sent SIGTERM, which stops it as Ctrl-C would, and its record is waited for; a workflow no
+/// one runs is ended here, under its lock.
+pub fn cancel_workflow(
+    store: &Store,
+    root: &TaskId,
+    mut rec: crate::protocol::workflow::Record,
+) -> anyhow::Result<Cancelled> {
+    use crate::protocol::lock;
+    if let Some(state) = rec.state {
+        return Ok(Cancelled::AlreadyEnded(state));
+    }
+    let paths = store.task(root);
+    if let Some(_held) = lock::take(&paths.workflow_lock, std::time::Duration::ZERO)? {
+        // No one runs it: its record is read again under the lock, which is the truth now.
+        if let Some(now) = crate::protocol::workflow::load(&paths)? {
+            rec = now;
+        }
+        if let Some(state) = rec.state {
+            return Ok(Cancelled::AlreadyEnded(state));
+        }
+        let open: Vec<TaskId> = rec
+            .steps
+            .iter()
+            .map(|s| s.task_id.clone())
+            .filter(|id| !store.task(id).is_done())
+            .collect();
+        for id in &open {
+            let _ = super::cancel(store, id, State::Cancelled);
+        }
+        rec.state = Some(State::Cancelled);
+        rec.error = Some("cancelled by `baton cancel` (no one ran the workflow)".into());
+        rec.finals = rec
+            .latest(rec.stage)
+            .iter()
+            .map(|s| s.task_id.clone())
+            .collect();
+        rec.save(store)?;
+        return Ok(Cancelled::Abandoned);
+    }
+    let pid = crate::protocol::workflow::runner(&paths)
+        .filter(|pid| runs_baton(*pid))
+        .ok_or_else(|| {
+            Error::Unreachable(format!(
+                "workflow {root} is run by a process that its record does not name; stop it with its own Ctrl-C"
+            ))
+        })?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .map_err(|e| Error::Unreachable(format!("signalling process {pid}: {e}")))?;
+    let mut caller = super::Caller::new(false)?;
+    follow_workflow(store, root, Some(CANCEL_WAIT), &mut caller)?;
+    Ok(
+        match crate::protocol::workflow::load(&paths)?.and_then(|r| r.state) {
+            Some(_) => Cancelled::Stopped,
+            None => Cancelled::Asked(pid),
+        },
+    )
+}
+
+/// True if process `pid` is a baton (its executable is this one's), so that a PID the system
+/// has given to someone else is never signalled.
+fn runs_baton(pid: u32) -> bool {
+    let exe = |p: &str| std::fs::read_link(format!("/proc/{p}/exe")).ok();
+    exe(&pid.to_string()).is_some_and(|e| Some(e) == exe("self"))
 }

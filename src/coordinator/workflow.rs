@@ -243,6 +243,7 @@ fn carry_on(store: &Store, root: &TaskId) -> anyhow::Result<Run> {
             root: Some(root.clone()),
         });
     }
+    record::set_runner(&paths, std::process::id());
     let targets: Vec<Vec<Target>> = plan
         .stages
         .iter()
@@ -418,9 +419,11 @@ impl Engine<'_> {
         if self.record.is_none() {
             let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
             self.record = Some(Record::new(id, cwd, self.plan.asked()));
-            self._record_lock = lock::take(&self.store.task(id).workflow_lock, Duration::ZERO)
+            let task = self.store.task(id);
+            self._record_lock = lock::take(&task.workflow_lock, Duration::ZERO)
                 .ok()
                 .flatten();
+            record::set_runner(&task, std::process::id());
         }
         if let Some(r) = self.record.as_mut() {
             r.stage = self.stage as u32 + 1;

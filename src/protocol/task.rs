@@ -92,6 +92,7 @@ pub const PROGRESS: &str = "progress";
 pub const DELIVERED: &str = "delivered";
 pub const WORKFLOW_JSON: &str = "workflow.json";
 pub const WORKFLOW_LOCK: &str = "workflow.lock";
+pub const WORKFLOW_PID: &str = "workflow.pid";
 
 /// The files of one task folder, `tasks/<id>/`.
 #[derive(Clone, Debug)]
@@ -120,6 +121,8 @@ pub struct TaskPaths {
     pub workflow: PathBuf,
     /// Held (flock) by whoever runs the workflow, so that one process at a time does.
     pub workflow_lock: PathBuf,
+    /// The pid of whoever runs the workflow (who holds `workflow_lock`).
+    pub workflow_pid: PathBuf,
 }
 
 impl TaskPaths {
@@ -138,6 +141,7 @@ impl TaskPaths {
             delivered: dir.join(DELIVERED),
             workflow: dir.join(WORKFLOW_JSON),
             workflow_lock: dir.join(WORKFLOW_LOCK),
+            workflow_pid: dir.join(WORKFLOW_PID),
             dir,
         }
     }

@@ -144,6 +144,18 @@ impl Record {
     }
 }
 
+/// Records `pid` as the process that runs the workflow rooted at `task` (the caller, then its
+/// supervisor; whoever holds its lock): `baton cancel ROOT` stops the workflow through it.
+pub fn set_runner(task: &TaskPaths, pid: u32) {
+    let _ = super::store::write_atomic(&task.workflow_pid, pid.to_string().as_bytes());
+}
+
+/// The process that runs the workflow rooted at `task`, as last recorded.
+pub fn runner(task: &TaskPaths) -> Option<u32> {
+    let text = super::store::read_nofollow(&task.workflow_pid).ok()?;
+    String::from_utf8_lossy(&text).trim().parse().ok()
+}
+
 /// The record of the workflow rooted at `root`; `None` if the task is not a workflow's root.
 pub fn load(task: &TaskPaths) -> Result<Option<Record>, StoreError> {
     super::read_json(&task.workflow)

@@ -1043,3 +1043,90 @@ fn a_workflow_its_supervisor_cannot_carry_on_says_why_with_the_code_of_its_end()
         out.stderr
     );
 }
+
+/// The pid of this test's workflow supervisor.
+fn supervisor_of(env: &Env) -> u32 {
+    let found: Vec<i32> = processes_with_home(&env.home)
+        .into_iter()
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("supervise"))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found[0] as u32
+}
+
+#[test]
+fn cancel_of_a_workflow_stops_it_where_it_runs_and_delivers_no_later_stage() {
+    let env = Env::new();
+    env.start_gated("g");
+    env.start("next", &["--driver", "exec", "--", "cat"]);
+    let root = env.send("g | next", "two stages");
+    wait_until("stage 1 runs", secs(10), || env.started_count() == 1);
+    let out = env.run(["cancel", &root]).ok();
+    assert!(out.stdout.contains("workflow cancelled"), "{}", out.stdout);
+    until_done(&env, &root);
+    assert_eq!(env.done_json(&root)["state"], "cancelled");
+    until_workflow_done(&env, &root);
+    let record: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.task_dir(&root).join("workflow.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["state"], "cancelled", "{record}");
+    assert!(tasks_of(&env, "next").is_empty());
+    let out = env.run(["wait", &root]).expect(4);
+    assert!(out.stderr.contains("cancelled"), "{}", out.stderr);
+    // Once ended, cancel says so.
+    let out = env.run(["cancel", &root]).ok();
+    assert!(out.stdout.contains("already ended"), "{}", out.stdout);
+}
+
+#[test]
+fn cancel_of_a_workflow_no_one_runs_any_more_ends_it_there() {
+    let env = Env::new();
+    env.start_gated("g");
+    env.start("next", &["--driver", "exec", "--", "cat"]);
+    let root = env.send("g | next", "two stages");
+    wait_until("stage 1 runs", secs(10), || env.started_count() == 1);
+    let supervisor = supervisor_of(&env);
+    signal(supervisor, Signal::SIGKILL);
+    wait_until("the supervisor is gone", secs(10), || {
+        !processes_with_home(&env.home).contains(&(supervisor as i32))
+    });
+    let out = env.run(["cancel", &root]).ok();
+    assert!(out.stdout.contains("no one ran it"), "{}", out.stdout);
+    until_done(&env, &root);
+    assert_eq!(env.done_json(&root)["state"], "cancelled");
+    let out = env.run(["wait", &root]).expect(4);
+    assert!(out.stderr.contains("cancelled"), "{}", out.stderr);
+    assert!(tasks_of(&env, "next").is_empty());
+}
+
+#[test]
+fn wait_of_several_workflows_and_a_task_gives_each_ones_outcome() {
+    let env = Env::new();
+    env.start(
+        "a",
+        &["--driver", "exec", "--", "sh", "-c", "echo a saw:; cat"],
+    );
+    env.start(
+        "b",
+        &["--driver", "exec", "--", "sh", "-c", "echo b saw:; cat"],
+    );
+    let first = env.send("a | b", "one");
+    let second = env.send("a | b", "two");
+    let task = env.send("a", "three");
+    let out = env.run(["wait", &first, &second, &task, "--json"]).ok();
+    let ends = json_lines(&out.stdout);
+    let answers: Vec<&str> = ends.iter().map(|e| e["answer"].as_str().unwrap()).collect();
+    assert_eq!(ends.len(), 3, "{}", out.stdout);
+    assert!(
+        answers[0].starts_with("b saw:") && answers[0].contains("one"),
+        "{answers:?}"
+    );
+    assert!(
+        answers[1].starts_with("b saw:") && answers[1].contains("two"),
+        "{answers:?}"
+    );
+    assert!(answers[2].starts_with("a saw:\nthree"), "{answers:?}");
+}
