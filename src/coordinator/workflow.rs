@@ -894,6 +894,13 @@ impl Engine<'_> {
                 root: Some(root),
             });
         }
+        // Members that have answered already: their answers go to the results inbox too, not
+        // away with the wait.
+        for end in self.members.iter().filter_map(|m| m.end.as_ref()) {
+            if self.store.task(&end.task_id).is_done() {
+                inbox.add(self.store, &end.task_id)?;
+            }
+        }
         let mut ends = Vec::new();
         for p in &self.pending {
             inbox.add(self.store, &p.task.id)?;

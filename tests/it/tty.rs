@@ -195,6 +195,52 @@ fn detach_leaves_the_task_running_and_the_file_intact() {
 }
 
 #[test]
+fn detaching_a_fan_out_keeps_the_answers_already_in() {
+    if !have(&["tmux"]) {
+        return;
+    }
+    let env = Env::new();
+    env.start_gated("g");
+    env.start("fast", &["--driver", "exec", "--", "echo", "fast said"]);
+    let file = env.path("prompt.md");
+    fs::write(&file, "@fast @g compare").unwrap();
+    let tmux = Pane::start(&env, &pane_script(&env, &file, ""));
+    let fast = || {
+        env.task_ids().into_iter().find(|id| {
+            fs::read_to_string(env.task_dir(id).join("task.json"))
+                .is_ok_and(|t| t.contains("\"agent\":\"fast\""))
+        })
+    };
+    wait_until("fast has answered", secs(10), || {
+        fast().is_some_and(|id| env.task_dir(&id).join("done.json").exists())
+    });
+    let fast = fast().unwrap();
+    tmux.wait_for_screen("@g working");
+    tmux.keys(&["d"]);
+    tmux.wait_for_screen("baton wait");
+    tmux.keys(&["Enter"]);
+    assert_eq!(finished(&env), 4);
+    assert_eq!(fs::read_to_string(&file).unwrap(), "@fast @g compare");
+    // The answer that was in when the wait stopped is in the results, with the other to come.
+    let results = env.run(["results"]).ok();
+    assert!(
+        results
+            .stdout
+            .contains(&format!("==> @fast (task {fast}, ok) <==\nfast said")),
+        "{}",
+        results.stdout
+    );
+    assert!(
+        results
+            .stderr
+            .contains("1 background task(s) still running"),
+        "{}",
+        results.stderr
+    );
+    env.open_gate();
+}
+
+#[test]
 fn a_signal_while_waiting_on_a_terminal_restores_it() {
     if !have(&["tmux"]) {
         return;
