@@ -126,6 +126,11 @@ fn results(store: &Store, config: &Config, file: &Path) -> anyhow::Result<Exit> 
 fn background(store: &Store, config: &Config, plan: &Plan, file: &Path) -> anyhow::Result<Exit> {
     let mut caller = Caller::new(false)?;
     let ends = coordinator::delegate(store, config, plan, &mut caller)?;
+    // Stopped (a signal) before it was handed over: taken back, and the file left as it was.
+    if let Some(end) = ends.iter().find(|e| e.state != State::Detached) {
+        eprintln!("baton: {}", failure_message(end));
+        return Ok(exit::of_state(end.state));
+    }
     let who: Vec<String> = ends
         .iter()
         .map(|e| {

@@ -10,7 +10,7 @@ use crate::coordinator::plan::parse_stages;
 use crate::coordinator::{self, Caller, Plan};
 use crate::error::usage;
 use crate::exit::Exit;
-use crate::protocol::Store;
+use crate::protocol::{State, Store};
 
 pub struct AskArgs {
     pub agents: String,
@@ -88,7 +88,16 @@ pub fn send(store: &Store, args: AskArgs) -> anyhow::Result<Exit> {
     let config = super::load_config(args.project.as_deref())?;
     let plan = plan(&args, false)?;
     let mut caller = Caller::new(false)?;
-    for end in coordinator::delegate(store, &config, &plan, &mut caller)? {
+    let ends = coordinator::delegate(store, &config, &plan, &mut caller)?;
+    // Detached is how a delivered task ends here; anything else stopped it (a signal).
+    if let Some(end) = ends.iter().find(|e| e.state != State::Detached) {
+        if args.format == Format::Json {
+            println!("{}", end.to_json());
+        }
+        eprintln!("baton: {}", super::describe(end));
+        return Ok(crate::exit::of_state(end.state));
+    }
+    for end in ends {
         if args.format == Format::Json {
             println!("{}", end.to_json());
         } else {

@@ -190,6 +190,11 @@ pub fn run(
     };
     pause_point(BEFORE_DELIVER);
     engine.start_stage(true)?;
+    // A signal while agents were started on demand (which can take seconds) or the tasks
+    // delivered: what was delivered is taken back, even by a caller that would not wait.
+    if let Some(sig) = caller.sigs.take() {
+        return Ok(engine.cancelled(&format!("cancelled by {}", signals::name(sig))));
+    }
     if !plan.wait {
         return engine.let_go(caller, false);
     }

@@ -1130,3 +1130,49 @@ fn wait_of_several_workflows_and_a_task_gives_each_ones_outcome() {
     );
     assert!(answers[2].starts_with("a saw:\nthree"), "{answers:?}");
 }
+
+#[test]
+fn a_signal_before_send_has_delivered_takes_the_task_back() {
+    let env = Env::new();
+    env.start_gated("g");
+    let mut cmd = env.cmd(["send", "g", "never mind"]);
+    cmd.env("BATON_TEST_PAUSE", "before-deliver")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let send = cmd.spawn().unwrap();
+    wait_stopped(send.id());
+    // Ctrl-C while it starts agents and delivers: it is seen once the delivery is done.
+    signal(send.id(), Signal::SIGINT);
+    signal(send.id(), Signal::SIGCONT);
+    let (st, _, err) = finish(send, None, secs(10)).expect("send ends");
+    let err = String::from_utf8_lossy(&err);
+    assert_eq!(st.code(), Some(4), "{err}");
+    assert!(err.contains("cancelled by SIGINT"), "{err}");
+    let ids = env.task_ids();
+    assert_eq!(ids.len(), 1);
+    until_done(&env, &ids[0]);
+    assert_eq!(env.done_json(&ids[0])["state"], "cancelled");
+    // Nothing of it waits in the results.
+    assert_eq!(env.run(["results"]).ok().stdout, "");
+    // The same for `&` in editor mode, and the file is left as it was.
+    let file = env.path("prompt.md");
+    fs::write(&file, "@g & never mind").unwrap();
+    let mut cmd = env.cmd([file.to_str().unwrap()]);
+    cmd.env("BATON_TEST_PAUSE", "before-deliver")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let edit = cmd.spawn().unwrap();
+    wait_stopped(edit.id());
+    signal(edit.id(), Signal::SIGTERM);
+    signal(edit.id(), Signal::SIGCONT);
+    let (st, _, err) = finish(edit, None, secs(10)).expect("baton ends");
+    let err = String::from_utf8_lossy(&err);
+    assert_eq!(st.code(), Some(4), "{err}");
+    assert_eq!(fs::read_to_string(&file).unwrap(), "@g & never mind");
+    let ids = env.task_ids();
+    assert_eq!(ids.len(), 2);
+    for id in &ids {
+        until_done(&env, id);
+        assert_eq!(env.done_json(id)["state"], "cancelled");
+    }
+}
