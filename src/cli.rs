@@ -782,8 +782,12 @@ pub fn run(args: Vec<OsString>) -> Result<Exit> {
         } | Cmd::Supervise { .. }
             | Cmd::Hook { .. }
             | Cmd::Edit { .. }
-            // Marks what it shows seen: a reader gone gives it back (EPIPE), not a silent death.
+            // Mark what they show seen or read: a reader gone gives it back (EPIPE), not a
+            // silent death.
             | Cmd::Results { mark: true, .. }
+            | Cmd::Msg {
+                command: MsgCmd::Read { mark: true, .. }
+            }
     );
     if !long_lived {
         crate::sys::signals::default_sigpipe();

@@ -3,7 +3,7 @@
 //! agent it is sent from (`BATON_AGENT`), else `you`. Claude Code agents find their unread mail
 //! before their next task; any agent can read it with `baton msg read`.
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use crate::config::Config;
 use crate::coordinator::resolve::{self, Target};
@@ -80,7 +80,16 @@ pub fn read(
     json: bool,
 ) -> anyhow::Result<Exit> {
     let mailbox = own_or_named(store, config, name)?;
-    let (messages, upto) = mail::read(&mailbox, all)?;
+    // Marking the unread ones read takes them in one step, so that no other reader shows them
+    // too; a reader gone before they were shown gives them back.
+    let claim = match (mark, all) {
+        (true, false) => Some(mail::claim_unread(&mailbox)?),
+        _ => None,
+    };
+    let (messages, upto) = match &claim {
+        Some(c) => (c.messages.clone(), 0),
+        None => mail::read(&mailbox, all)?,
+    };
     let mut out = String::new();
     for m in &messages {
         if json {
@@ -94,8 +103,18 @@ pub fn read(
             ));
         }
     }
-    print!("{out}");
-    if mark && !messages.is_empty() {
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        if let Some(c) = &claim {
+            mail::give_back(&mailbox, c)?;
+        }
+        return Ok(Exit::Ok);
+    }
+    if mark && all && !messages.is_empty() {
         mail::mark(&mailbox, upto)?;
     }
     if messages.is_empty() && !json {

@@ -209,13 +209,38 @@ pub fn unread(mailbox: &Mailbox) -> usize {
     read(mailbox, false).map_or(0, |(m, _)| m.len())
 }
 
-/// Takes the unread messages: returns them and marks them read.
-pub fn take_unread(mailbox: &Mailbox) -> Result<Vec<Message>> {
-    let (messages, upto) = read(mailbox, false)?;
-    if !messages.is_empty() {
-        mark(mailbox, upto)?;
+/// Unread messages taken by one reader: marked read already, so that no other reader takes
+/// them too. `give_back` marks them unread again if the reader could not pass them on.
+pub struct Claim {
+    pub messages: Vec<Message>,
+    from: u64,
+    upto: u64,
+}
+
+/// Takes the unread messages: reads them and marks them read in one step, under the lock (a
+/// purge or another reader cannot come in between).
+pub fn claim_unread(mailbox: &Mailbox) -> Result<Claim> {
+    let _held = lock_current(mailbox)?;
+    let from = read_mark(mailbox);
+    let (messages, upto) = read_from(mailbox, from)?;
+    if upto > from {
+        store::write_atomic(&mailbox.read, upto.to_string().as_bytes())?;
     }
-    Ok(messages)
+    Ok(Claim {
+        messages,
+        from,
+        upto,
+    })
+}
+
+/// Marks a claim's messages unread again, unless the mark has moved since (a purge, a later
+/// reader): then they stay as they are.
+pub fn give_back(mailbox: &Mailbox, claim: &Claim) -> Result<()> {
+    let _held = lock_current(mailbox)?;
+    if claim.upto > claim.from && read_mark(mailbox) == claim.upto {
+        store::write_atomic(&mailbox.read, claim.from.to_string().as_bytes())?;
+    }
+    Ok(())
 }
 
 /// Removes the messages older than `older_than`; returns how many went.

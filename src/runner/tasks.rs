@@ -292,14 +292,16 @@ impl Runner<'_> {
             return task.prompt.clone();
         }
         let mailbox = crate::protocol::mail::Mailbox::new(self.store, self.paths.name());
-        let Ok((messages, upto)) = crate::protocol::mail::read(&mailbox, false) else {
+        use crate::protocol::mail;
+        let Ok(claim) = mail::claim_unread(&mailbox) else {
             return task.prompt.clone();
         };
+        let messages = &claim.messages;
         if messages.is_empty() {
             return task.prompt.clone();
         }
         let mut text = String::from("=== baton: messages for you ===\n");
-        for m in &messages {
+        for m in messages {
             text.push_str(&format!(
                 "from {} at {}:\n{}\n",
                 crate::protocol::agent::name_of(&m.from),
@@ -309,14 +311,18 @@ impl Runner<'_> {
         }
         text.push_str("=== baton: end of messages; your task follows ===\n");
         let mut bytes = text.into_bytes();
-        match store::read_nofollow(&task.prompt) {
-            Ok(prompt) => bytes.extend_from_slice(&prompt),
-            Err(_) => return task.prompt.clone(),
-        }
-        if store::write_atomic(&task.delivered, &bytes).is_err() {
+        let written = store::read_nofollow(&task.prompt)
+            .ok()
+            .filter(|prompt| {
+                bytes.extend_from_slice(prompt);
+                store::write_atomic(&task.delivered, &bytes).is_ok()
+            })
+            .is_some();
+        if !written {
+            // Not before the task after all: unread again, for the next one.
+            let _ = mail::give_back(&mailbox, &claim);
             return task.prompt.clone();
         }
-        let _ = crate::protocol::mail::mark(&mailbox, upto);
         self.say(&format!(
             "task {}: {} message(s) delivered before it",
             task.id,

@@ -1176,3 +1176,39 @@ fn a_signal_before_send_has_delivered_takes_the_task_back() {
         assert_eq!(env.done_json(id)["state"], "cancelled");
     }
 }
+
+#[test]
+fn concurrent_readers_of_mail_each_take_a_message_once_and_a_gone_reader_gives_it_back() {
+    let env = Env::new();
+    env.start("review", &["--driver", "exec", "--", "cat"]);
+    let text = (0..40)
+        .map(|m| format!("message {m}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for line in text.lines() {
+        env.run(["msg", "send", "review", line]).ok();
+    }
+    // A reader whose output goes nowhere leaves them unread.
+    let (code, err) = to_a_gone_reader(env.cmd(["msg", "read", "review", "--mark"]), b"");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(env.status_json_all()[0]["unread"], 40);
+    let readers: Vec<_> = (0..6)
+        .map(|_| {
+            let mut c = env.cmd(["msg", "read", "review", "--mark", "--json"]);
+            c.stdout(Stdio::piped()).stderr(Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    let mut seen: Vec<String> = Vec::new();
+    for r in readers {
+        let (st, out, _) = finish(r, None, secs(20)).expect("a reader ends");
+        assert_eq!(st.code(), Some(0));
+        for m in json_lines(&String::from_utf8_lossy(&out)) {
+            seen.push(m["text"].as_str().unwrap().to_string());
+        }
+    }
+    seen.sort_by_key(|t| t[8..].parse::<u32>().unwrap());
+    let want: Vec<String> = text.lines().map(String::from).collect();
+    assert_eq!(seen, want);
+    assert_eq!(env.status_json_all()[0]["unread"], 0);
+}
