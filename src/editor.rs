@@ -236,6 +236,10 @@ fn delegate(store: &Store, config: &Config, plan: &Plan, args: &EditArgs) -> any
     let mut caller = Caller::new(true)?;
     loop {
         let failed = match coordinator::delegate(store, config, plan, &mut caller) {
+            // No end at all is no answer: the file is not touched.
+            Ok(ends) if ends.is_empty() => {
+                Failed::Error(anyhow::anyhow!("the delegation ended without an answer"))
+            }
             Ok(mut ends) => match ends.iter().position(|e| !e.is_ok()) {
                 Some(i) => Failed::Ended(Box::new(ends.swap_remove(i))),
                 None => {

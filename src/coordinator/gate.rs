@@ -114,6 +114,17 @@ pub fn run(gate: &Gate, sigs: &Signals, mut tty: Option<&mut Tty>) -> Verdict {
     };
     drop(cmd); // our copies of the pipe's write end: EOF comes when the gate's are closed
     let _marker = Marker::put(gate);
+    if let Some(t) = tty.as_deref_mut() {
+        // The agent has answered: the wait is the gate's now (it cannot be detached).
+        t.status(&format!(
+            "baton: the gate `{}` judges @{}'s answer{} · Ctrl-C cancel",
+            gate.command,
+            crate::protocol::agent::name_of(gate.agent.name()),
+            gate.timeout
+                .map(|t| format!(" (at most {})", time::human(t)))
+                .unwrap_or_default()
+        ));
+    }
     let _ = set_nonblocking(out_r.as_fd());
     let deadline = gate.timeout.and_then(time::deadline_after);
     let mut output = Tail::default();

@@ -745,7 +745,11 @@ impl Engine<'_> {
             )),
             Verdict::Fail(why) => Judgement::Final(failed(end, State::Failed, why)),
             Verdict::Timeout(why) => Judgement::Final(failed(end, State::Timeout, why)),
-            Verdict::Stopped(why) => Judgement::Halt(Halt::Cancel(why)),
+            Verdict::Stopped(why) => {
+                // The member's end is the stop, not the answer the gate never judged.
+                self.members[m].end = Some(failed(end, State::Cancelled, why.clone()));
+                Judgement::Halt(Halt::Cancel(why))
+            }
         }
     }
 

@@ -241,6 +241,37 @@ fn detaching_a_fan_out_keeps_the_answers_already_in() {
 }
 
 #[test]
+fn while_a_gate_judges_the_status_line_says_so_and_ctrl_c_stops_it() {
+    if !have(&["tmux"]) {
+        return;
+    }
+    let env = Env::new();
+    let hold = env.path("hold");
+    nix::unistd::mkfifo(&hold, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let gate = env.script(
+        "gate.sh",
+        &format!("#!/bin/sh\nread _ < '{}'\n", hold.display()),
+    );
+    fs::write(
+        env.dir.path().join(".baton.toml"),
+        format!(
+            "[agent.w]\ndriver = \"exec\"\ncommand = [\"echo\", \"done it\"]\ngate = \"{}\"\n",
+            gate.display()
+        ),
+    )
+    .unwrap();
+    let text = "@w do it";
+    let file = env.path("prompt.md");
+    fs::write(&file, text).unwrap();
+    let tmux = Pane::start(&env, &pane_script(&env, &file, ""));
+    tmux.wait_for_screen("judges @w's answer");
+    tmux.keys(&["C-c"]);
+    assert_eq!(finished(&env), 4);
+    assert_terminal_restored(&env);
+    assert_eq!(fs::read_to_string(&file).unwrap(), text);
+}
+
+#[test]
 fn a_signal_while_waiting_on_a_terminal_restores_it() {
     if !have(&["tmux"]) {
         return;
