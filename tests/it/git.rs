@@ -863,6 +863,17 @@ fn install_global_sets_core_hooks_path_only_if_none_is_set_and_uninstall_undoes_
     )
     .unwrap();
     fs::set_permissions(&own, fs::Permissions::from_mode(0o755)).unwrap();
+    // And its own pre-commit, which git would no longer run at all: a relay runs it.
+    let pre = dir.join(".git/hooks/pre-commit");
+    fs::write(
+        &pre,
+        format!(
+            "#!/bin/sh\necho pre-commit ran >> '{}'\n",
+            env.path("own.log").display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&pre, fs::Permissions::from_mode(0o755)).unwrap();
     let out = baton(&env, env.dir.path(), &["install", "git", "--global"]).ok();
     let folder = env.path("xdg/baton/git-hooks");
     assert!(
@@ -893,7 +904,7 @@ fn install_global_sets_core_hooks_path_only_if_none_is_set_and_uninstall_undoes_
     assert_eq!(message(&env, &dir), "Drafted everywhere");
     assert_eq!(
         fs::read_to_string(env.path("own.log")).unwrap(),
-        "own .git/COMMIT_EDITMSG\n"
+        "pre-commit ran\nown .git/COMMIT_EDITMSG\n"
     );
     // From inside a repository, the folder is the shared one: installing says so, and taking
     // the hooks out of every repository is left to --global.

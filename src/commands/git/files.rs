@@ -25,6 +25,49 @@ pub(super) const HOOKS: [(&str, &str); 2] = [
 /// The line that marks a hook as baton's.
 const MARKER: &str = "# baton-git-hook";
 
+/// The hooks git runs besides baton's two. In the global hooks folder that baton makes (and
+/// sets as `core.hooksPath`, which makes git stop running each repository's `.git/hooks`), each
+/// gets a relay to the repository's own. Not relayed: `reference-transaction` and
+/// `post-index-change`, which git runs for nearly every command (a relay would cost a shell
+/// each time), and `fsmonitor-watchman`, which is named by `core.fsmonitor`, not found there.
+pub(super) const RELAYED: [&str; 21] = [
+    "applypatch-msg",
+    "pre-applypatch",
+    "post-applypatch",
+    "pre-commit",
+    "pre-merge-commit",
+    "post-commit",
+    "pre-rebase",
+    "post-checkout",
+    "post-merge",
+    "pre-push",
+    "pre-receive",
+    "update",
+    "proc-receive",
+    "post-receive",
+    "post-update",
+    "push-to-checkout",
+    "pre-auto-gc",
+    "post-rewrite",
+    "sendemail-validate",
+    "p4-pre-submit",
+    "p4-post-changelist",
+];
+
+/// The relay for hook `name` (see `RELAYED`): it runs the repository's own hook of that name,
+/// with git's arguments and standard input, and passes on its status.
+pub(super) fn relay_text(name: &str) -> String {
+    format!(
+        "#!/bin/sh\n\
+         {MARKER} relay {name}: this folder is your global core.hooksPath, made by\n\
+         # `baton install git --global`, so git runs its hooks instead of each repository's own\n\
+         # .git/hooks. This one runs the repository's own {name}, if it has one.\n\
+         own=\"$(git rev-parse --git-common-dir 2>/dev/null)/hooks/{name}\"\n\
+         if [ -x \"$own\" ] && ! grep -q '^{MARKER}' \"$own\"; then exec \"$own\" \"$@\"; fi\n\
+         exit 0\n"
+    )
+}
+
 /// The suffix a user's hook is kept under while baton's runs in its place.
 pub(super) const KEPT: &str = ".baton-orig";
 

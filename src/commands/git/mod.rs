@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::error::usage;
 use crate::exit::Exit;
 use crate::git;
-use files::{exists, install_hook, is_ours, recorded, uninstall_hook, HOOKS, KEPT};
+use files::{exists, install_hook, is_ours, recorded, uninstall_hook, HOOKS, KEPT, RELAYED};
 use place::{
     baton_global_dir, baton_path, is_baton_editor, place, restore_editor, set_editor, Place,
 };
@@ -43,6 +43,15 @@ pub fn install(args: GitArgs) -> Result<Exit> {
     for (name, template) in HOOKS {
         let text = files::hook_text(template, &baton, place.stands_in);
         println!("  {}", install_hook(&place.hooks, name, &text)?);
+    }
+    if place.stands_in {
+        for name in RELAYED {
+            install_hook(&place.hooks, name, &files::relay_text(name))?;
+        }
+        println!(
+            "  {} other hooks: relays to each repository's own .git/hooks (all but reference-transaction and post-index-change)",
+            RELAYED.len()
+        );
     }
     if place.set_hooks_path {
         place.set("core.hooksPath", &place.hooks.to_string_lossy())?;
@@ -79,6 +88,12 @@ pub fn uninstall(args: GitArgs) -> Result<Exit> {
         println!("hooks folder: {} ({})", place.hooks.display(), place.why);
         for (name, _) in HOOKS {
             println!("  {}", uninstall_hook(&place.hooks, name)?);
+        }
+        if place.stands_in {
+            for name in RELAYED {
+                uninstall_hook(&place.hooks, name)?;
+            }
+            println!("  the relays to each repository's own hooks: removed");
         }
     }
     let ours = baton_global_dir()?;
