@@ -379,3 +379,31 @@ fn at_results_into_a_read_only_folder_keeps_the_prompt_and_the_results() {
         .stdout
         .contains("a background answer"));
 }
+
+#[test]
+fn install_git_into_a_read_only_hooks_folder_exits_6() {
+    if !have(&["git"]) {
+        return;
+    }
+    let env = Env::new();
+    let dir = env.path("repo");
+    let init = Command::new("git")
+        .args(["init", "-q"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(init.success());
+    let hooks = dir.join(".git/hooks");
+    fs::create_dir_all(&hooks).unwrap();
+    let Some(_mount) = Mount::bind_read_only(&hooks) else {
+        return;
+    };
+    let out = env
+        .run(["install", "git", "--repo", dir.to_str().unwrap()])
+        .expect(6);
+    assert!(
+        out.stderr.to_lowercase().contains("read-only"),
+        "{}",
+        out.stderr
+    );
+}

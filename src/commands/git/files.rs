@@ -71,6 +71,17 @@ pub(super) fn relay_text(name: &str) -> String {
 /// The suffix a user's hook is kept under while baton's runs in its place.
 pub(super) const KEPT: &str = ".baton-orig";
 
+/// A file operation that failed: the machine's doing (a full disk, a read-only folder: exit 6)
+/// or the user's (a path that is not a folder: exit 2).
+pub(super) fn io_failure(what: String, e: std::io::Error) -> anyhow::Error {
+    let message = format!("{what}: {e}");
+    if crate::error::is_environment(&e) {
+        crate::error::Error::Environment(message).into()
+    } else {
+        usage(message)
+    }
+}
+
 /// `s` quoted for sh.
 pub(super) fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -112,7 +123,7 @@ pub(super) fn recorded(path: &Path) -> Option<String> {
 
 fn write_hook(path: &Path, text: &str) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let fail = |e: std::io::Error| usage(format!("writing {}: {e}", path.display()));
+    let fail = |e: std::io::Error| io_failure(format!("writing {}", path.display()), e);
     let mut tmp = tempfile::Builder::new()
         .prefix(".baton-")
         .tempfile_in(dir)
@@ -146,11 +157,10 @@ pub(super) fn install_hook(dir: &Path, name: &str, text: &str) -> Result<String>
         )));
     }
     fs::rename(&path, &kept).map_err(|e| {
-        usage(format!(
-            "keeping your hook {} as {}: {e}",
-            path.display(),
-            kept.display()
-        ))
+        io_failure(
+            format!("keeping your hook {} as {}", path.display(), kept.display()),
+            e,
+        )
     })?;
     if let Err(e) = write_hook(&path, text) {
         let _ = fs::rename(&kept, &path); // your hook back where it was
@@ -167,11 +177,10 @@ pub(super) fn uninstall_hook(dir: &Path, name: &str) -> Result<String> {
     let kept = dir.join(format!("{name}{KEPT}"));
     let restore = || {
         fs::rename(&kept, &path).map_err(|e| {
-            usage(format!(
-                "putting back {} as {}: {e}",
-                kept.display(),
-                path.display()
-            ))
+            io_failure(
+                format!("putting back {} as {}", kept.display(), path.display()),
+                e,
+            )
         })
     };
     if is_ours(&path) {
@@ -179,7 +188,8 @@ pub(super) fn uninstall_hook(dir: &Path, name: &str) -> Result<String> {
             restore()?;
             return Ok(format!("{name}: removed; your hook is back"));
         }
-        fs::remove_file(&path).map_err(|e| usage(format!("removing {}: {e}", path.display())))?;
+        fs::remove_file(&path)
+            .map_err(|e| io_failure(format!("removing {}", path.display()), e))?;
         return Ok(format!("{name}: removed"));
     }
     match (exists(&path), exists(&kept)) {

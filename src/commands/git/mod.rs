@@ -38,7 +38,7 @@ pub fn install(args: GitArgs) -> Result<Exit> {
     }
     let baton = baton_path()?;
     fs::create_dir_all(&place.hooks)
-        .map_err(|e| usage(format!("creating {}: {e}", place.hooks.display())))?;
+        .map_err(|e| files::io_failure(format!("creating {}", place.hooks.display()), e))?;
     println!("hooks folder: {} ({})", place.hooks.display(), place.why);
     for (name, template) in HOOKS {
         let text = files::hook_text(template, &baton, place.stands_in);
