@@ -108,6 +108,10 @@ pub fn run(gate: &Gate, sigs: &Signals, mut tty: Option<&mut Tty>) -> Verdict {
         .stdout(out_w)
         .stderr(err_w)
         .process_group(0);
+    // It judges the agent's work, in the agent's folder: not a commit that started it.
+    for name in crate::git::COMMIT_ENV {
+        cmd.env_remove(name);
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return Verdict::Fail(format!("cannot start the gate `{}`: {e}", gate.command)),

@@ -1212,3 +1212,19 @@ fn concurrent_readers_of_mail_each_take_a_message_once_and_a_gone_reader_gives_i
     assert_eq!(seen, want);
     assert_eq!(env.status_json_all()[0]["unread"], 0);
 }
+
+#[test]
+fn a_gate_run_from_inside_a_commit_carries_none_of_the_commits_environment() {
+    let env = Env::new();
+    env.start("w", &["--driver", "exec", "--", "echo", "done"]);
+    let seen = env.path("gate-env");
+    let gate = format!(
+        "echo \"${{GIT_INDEX_FILE-unset}} ${{GIT_DIR-unset}}\" > '{}'",
+        seen.display()
+    );
+    let mut cmd = env.cmd(["ask", "w", "go", "--gate", &gate]);
+    cmd.env("GIT_INDEX_FILE", "/repo/.git/index.lock")
+        .env("GIT_DIR", "/repo/.git");
+    env.output(cmd, None).ok();
+    assert_eq!(fs::read_to_string(&seen).unwrap(), "unset unset\n");
+}
