@@ -66,7 +66,22 @@ fn folder_of(agent: &AgentPaths) -> Option<std::path::PathBuf> {
 /// Refuses, before anything is delivered, a gate whose program does not exist: `command -v` of
 /// its first word in `sh` (a builtin, a function or a program on PATH all count).
 pub fn check_exists(command: &str) -> anyhow::Result<()> {
-    let first = command.split_whitespace().next().unwrap_or_default();
+    // The first word that is not a variable assignment (`RUST_LOG=1 cargo test`).
+    let assignment = |w: &&str| {
+        w.split_once('=').is_some_and(|(name, _)| {
+            !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+    };
+    let Some(first) = command.split_whitespace().find(|w| !assignment(w)) else {
+        return Ok(());
+    };
+    // A relative path is found from the agent's folder, where the gate runs, not from here;
+    // a word sh opens a group or a subshell with is no command name.
+    if (first.contains('/') && !first.starts_with('/')) || first.starts_with('(') {
+        return Ok(());
+    }
     let found = Command::new("sh")
         .args(["-c", "command -v -- \"$1\" >/dev/null 2>&1", "sh", first])
         .stdin(Stdio::null())

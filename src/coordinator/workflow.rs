@@ -167,6 +167,7 @@ pub fn run(
         .flatten()
         .filter_map(|t| settings(plan, config, t).gate)
         .collect();
+    gates.sort();
     gates.dedup();
     for g in &gates {
         gate::check_exists(g)?;

@@ -435,8 +435,15 @@ fn bad_plans_are_refused_before_anything_is_delivered() {
         "shop",
         &[agent("a", "cat"), agent("b", "cat")].concat(),
     );
-    let cases: [&[&str]; 6] = [
+    let cases: [&[&str]; 7] = [
         &["ask", "a || b", "x"],
+        &[
+            "ask",
+            "a",
+            "--gate",
+            "MODE=strict no-such-gate-program",
+            "x",
+        ],
         &["ask", "a | nosuch", "x"],
         &["ask", "a", "--any", "x"],
         &["ask", "a", "--retries", "11", "x"],
@@ -1218,8 +1225,9 @@ fn a_gate_run_from_inside_a_commit_carries_none_of_the_commits_environment() {
     let env = Env::new();
     env.start("w", &["--driver", "exec", "--", "echo", "done"]);
     let seen = env.path("gate-env");
+    // (A variable set before the command is no command name: the gate is not refused.)
     let gate = format!(
-        "echo \"${{GIT_INDEX_FILE-unset}} ${{GIT_DIR-unset}}\" > '{}'",
+        "MODE=strict echo \"${{GIT_INDEX_FILE-unset}} ${{GIT_DIR-unset}}\" > '{}'",
         seen.display()
     );
     let mut cmd = env.cmd(["ask", "w", "go", "--gate", &gate]);
