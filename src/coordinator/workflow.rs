@@ -878,10 +878,14 @@ impl Engine<'_> {
             pause_point(crate::test_hooks::HANDED_OFF);
             if handed.is_ok() {
                 // The supervisor shares the lock's open file: unlocking it here (what dropping
-                // the lock does) would unlock it for the supervisor too. This process's copy of
-                // the descriptor is closed when it exits, which leaves the lock with the other.
+                // the lock does) would unlock it for the supervisor too. Closing this process's
+                // descriptor does not: the lock stays with the supervisor's, and no one takes
+                // this process (which may wait for a key a while yet) for the workflow's runner.
                 if let Some(lock) = self._record_lock.take() {
+                    use std::os::fd::AsRawFd;
+                    let fd = lock.as_raw_fd();
                     std::mem::forget(lock);
+                    let _ = nix::unistd::close(fd);
                 }
             }
             let first = self

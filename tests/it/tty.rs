@@ -333,6 +333,44 @@ fn detaching_a_pipeline_hands_the_rest_of_it_to_the_background() {
 }
 
 #[test]
+fn once_detached_the_caller_is_not_taken_for_the_workflows_runner() {
+    if !have(&["tmux"]) {
+        return;
+    }
+    let env = Env::new();
+    env.start_gated("g");
+    env.start("next", &["--driver", "exec", "--", "cat"]);
+    let file = env.path("prompt.md");
+    fs::write(&file, "@g | @next do it").unwrap();
+    let tmux = Pane::start(&env, &pane_script(&env, &file, ""));
+    tmux.wait_for_screen("baton: stage 1/2 @g working");
+    tmux.keys(&["d"]);
+    tmux.wait_for_screen("as a workflow in the background");
+    let root = env.task_ids().pop().unwrap();
+    // The supervisor dies while the caller still waits for a key: wait says no one runs the
+    // workflow, at once, rather than wait on the caller.
+    let supervisor: Vec<i32> = processes_with_home(&env.home)
+        .into_iter()
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("supervise"))
+        })
+        .collect();
+    assert_eq!(supervisor.len(), 1, "{supervisor:?}");
+    signal(supervisor[0] as u32, nix::sys::signal::Signal::SIGKILL);
+    let out = env.run(["wait", &root, "--timeout", "20s"]).expect(5);
+    assert!(
+        out.stderr.contains("no one runs workflow"),
+        "{}",
+        out.stderr
+    );
+    tmux.keys(&["Enter"]);
+    assert_eq!(finished(&env), 4);
+    assert_eq!(fs::read_to_string(&file).unwrap(), "@g | @next do it");
+    env.open_gate();
+}
+
+#[test]
 fn ask_on_a_terminal_shows_the_tool_the_agent_uses_on_its_status_line() {
     if !have(&["tmux", "python3"]) {
         return;
