@@ -32,9 +32,13 @@ pub fn load_config(project: Option<&Path>) -> anyhow::Result<Config> {
     let inside = std::env::var_os("BATON_PROJECT")
         .filter(|p| !p.is_empty())
         .map(std::path::PathBuf::from);
-    let dir = match project.map(Path::to_path_buf).or(inside) {
+    let (dir, from) = match project {
+        Some(p) => (Some(p.to_path_buf()), "--project"),
+        None => (inside, "BATON_PROJECT (the project of the agent this runs in)"),
+    };
+    let dir = match dir {
         Some(dir) => std::fs::canonicalize(&dir)
-            .map_err(|e| usage(format!("--project {}: {e}", dir.display())))?,
+            .map_err(|e| usage(format!("{from} {}: {e}", dir.display())))?,
         None => std::env::current_dir()
             .map_err(|e| usage(format!("reading the current folder: {e}")))?,
     };
