@@ -34,7 +34,10 @@ pub fn load_config(project: Option<&Path>) -> anyhow::Result<Config> {
         .map(std::path::PathBuf::from);
     let (dir, from) = match project {
         Some(p) => (Some(p.to_path_buf()), "--project"),
-        None => (inside, "BATON_PROJECT (the project of the agent this runs in)"),
+        None => (
+            inside,
+            "BATON_PROJECT (the project of the agent this runs in)",
+        ),
     };
     let dir = match dir {
         Some(dir) => std::fs::canonicalize(&dir)

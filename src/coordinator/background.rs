@@ -228,44 +228,20 @@ const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Cancels the workflow rooted at `root`: the process that runs it (which holds its lock) is
 /// sent SIGTERM, which stops it as Ctrl-C would, and its record is waited for; a workflow no
-/// one runs is ended here, under its lock.
+/// one runs (or whose process died of the signal before it could stop it) is ended here,
+/// under its lock.
 pub fn cancel_workflow(
     store: &Store,
     root: &TaskId,
-    mut rec: crate::protocol::workflow::Record,
+    rec: crate::protocol::workflow::Record,
 ) -> anyhow::Result<Cancelled> {
-    use crate::protocol::lock;
     if let Some(state) = rec.state {
         return Ok(Cancelled::AlreadyEnded(state));
     }
-    let paths = store.task(root);
-    if let Some(_held) = lock::take(&paths.workflow_lock, std::time::Duration::ZERO)? {
-        // No one runs it: its record is read again under the lock, which is the truth now.
-        if let Some(now) = crate::protocol::workflow::load(&paths)? {
-            rec = now;
-        }
-        if let Some(state) = rec.state {
-            return Ok(Cancelled::AlreadyEnded(state));
-        }
-        let open: Vec<TaskId> = rec
-            .steps
-            .iter()
-            .map(|s| s.task_id.clone())
-            .filter(|id| !store.task(id).is_done())
-            .collect();
-        for id in &open {
-            let _ = super::cancel(store, id, State::Cancelled);
-        }
-        rec.state = Some(State::Cancelled);
-        rec.error = Some("cancelled by `baton cancel` (no one ran the workflow)".into());
-        rec.finals = rec
-            .latest(rec.stage)
-            .iter()
-            .map(|s| s.task_id.clone())
-            .collect();
-        rec.save(store)?;
-        return Ok(Cancelled::Abandoned);
+    if let Some(done) = end_if_abandoned(store, root)? {
+        return Ok(done);
     }
+    let paths = store.task(root);
     let pid = crate::protocol::workflow::runner(&paths)
         .filter(|pid| runs_baton(*pid))
         .ok_or_else(|| {
@@ -280,12 +256,41 @@ pub fn cancel_workflow(
     .map_err(|e| Error::Unreachable(format!("signalling process {pid}: {e}")))?;
     let mut caller = super::Caller::new(false)?;
     follow_workflow(store, root, Some(CANCEL_WAIT), &mut caller)?;
-    Ok(
-        match crate::protocol::workflow::load(&paths)?.and_then(|r| r.state) {
-            Some(_) => Cancelled::Stopped,
-            None => Cancelled::Asked(pid),
-        },
-    )
+    if crate::protocol::workflow::load(&paths)?.is_some_and(|r| r.state.is_some()) {
+        return Ok(Cancelled::Stopped);
+    }
+    Ok(end_if_abandoned(store, root)?.unwrap_or(Cancelled::Asked(pid)))
+}
+
+/// Ends the workflow rooted at `root` as cancelled if no one runs it (its lock is free): its
+/// tasks that have not ended are cancelled, and its record says so. `None` if someone runs it.
+fn end_if_abandoned(store: &Store, root: &TaskId) -> anyhow::Result<Option<Cancelled>> {
+    let paths = store.task(root);
+    let Some(_held) = crate::protocol::lock::take(&paths.workflow_lock, std::time::Duration::ZERO)?
+    else {
+        return Ok(None);
+    };
+    // Read under the lock, the record is the truth now.
+    let Some(mut rec) = crate::protocol::workflow::load(&paths)? else {
+        return Ok(None);
+    };
+    if let Some(state) = rec.state {
+        return Ok(Some(Cancelled::AlreadyEnded(state)));
+    }
+    for step in &rec.steps {
+        if !store.task(&step.task_id).is_done() {
+            let _ = super::cancel(store, &step.task_id, State::Cancelled);
+        }
+    }
+    rec.state = Some(State::Cancelled);
+    rec.error = Some("cancelled by `baton cancel` (no one ran the workflow)".into());
+    rec.finals = rec
+        .latest(rec.stage)
+        .iter()
+        .map(|s| s.task_id.clone())
+        .collect();
+    rec.save(store)?;
+    Ok(Some(Cancelled::Abandoned))
 }
 
 /// True if process `pid` is a baton (its executable is this one's), so that a PID the system

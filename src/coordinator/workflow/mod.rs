@@ -18,14 +18,16 @@ use super::gate::{self, Gate, Verdict};
 use super::plan::{Plan, DEFAULT_GATE_ROUNDS};
 use super::resolve::{self, Target};
 use super::wait::{self, Pending, Stop};
-use super::{background, record_loss, with_answer, Caller};
+use super::{record_loss, with_answer, Caller};
 use crate::config::Config;
-use crate::error::Error;
 use crate::protocol::inbox::{self, Request};
 use crate::protocol::workflow::{self as record, Record, Verdict as Judged};
 use crate::protocol::{lock, AgentPaths, Place, State, Store, TaskEnd, TaskId};
 use crate::sys::{signals, time};
 use crate::test_hooks::{pause_point, BEFORE_DELIVER};
+
+mod handover;
+pub use handover::resume;
 
 /// What running a plan came to.
 #[derive(Debug)]
@@ -200,86 +202,6 @@ pub fn run(
         return engine.let_go(caller, false);
     }
     engine.drive(caller)
-}
-
-/// Takes over the workflow rooted at `root` from its record (`baton supervise ROOT`) and runs it
-/// to its end, with no one waiting: its outcome goes where the record says (the results inbox).
-/// If it cannot, and it holds the workflow, the record says why; a workflow that another
-/// process runs is left alone.
-pub fn resume(store: &Store, root: &TaskId) -> anyhow::Result<Run> {
-    let paths = store.task(root);
-    let held = match background::inherited_lock() {
-        Some(held) => Some(held),
-        // A probe holds the lock for an instant; whoever runs the workflow holds it for good.
-        None => lock::hold(&paths.workflow_lock)?,
-    };
-    let _held = held.ok_or_else(|| {
-        Error::Usage(format!(
-            "workflow {root} is being run by another process (it holds {})",
-            paths.workflow_lock.display()
-        ))
-    })?;
-    pause_point(crate::test_hooks::SUPERVISING);
-    carry_on(store, root).inspect_err(|e| {
-        if let Ok(Some(mut rec)) = record::load(&paths) {
-            if rec.state.is_none() {
-                rec.state = Some(State::Failed);
-                rec.error = Some(format!("the workflow could not be carried on: {e:#}"));
-                let _ = rec.save(store);
-            }
-        }
-    })
-}
-
-/// The body of `resume`, run while the caller holds the record's lock.
-fn carry_on(store: &Store, root: &TaskId) -> anyhow::Result<Run> {
-    let paths = store.task(root);
-    let rec = record::load(&paths)?
-        .ok_or_else(|| Error::Usage(format!("task {root} is not the first task of a workflow")))?;
-    let config = crate::config::load(&rec.cwd)?;
-    let request = crate::protocol::store::read_nofollow(&paths.prompt)
-        .map_err(|e| crate::error::StoreError::io("reading the request", &paths.prompt, e))?;
-    let mut plan = Plan::from_asked(&rec.asked, request.clone());
-    plan.wait = true;
-    let mut caller = Caller::new(false)?;
-    if rec.state.is_some() {
-        return Ok(Run {
-            ends: super::ends_of(store, &rec.finals),
-            history: Vec::new(),
-            root: Some(root.clone()),
-        });
-    }
-    record::set_runner(&paths, std::process::id());
-    let targets: Vec<Vec<Target>> = plan
-        .stages
-        .iter()
-        .map(|s| resolve::resolve(store, &config, s))
-        .collect::<anyhow::Result<_>>()?;
-    let passed = rec
-        .passed
-        .iter()
-        .map(|ids| super::ends_of(store, ids))
-        .collect();
-    let mut engine = Engine {
-        store,
-        config: &config,
-        plan,
-        request,
-        targets,
-        stage: rec.stage.saturating_sub(1) as usize,
-        members: Vec::new(),
-        pending: Vec::new(),
-        owners: Vec::new(),
-        winner: None,
-        history: Vec::new(),
-        passed,
-        record: Some(rec),
-        // `resume` holds it, and records a failure under it.
-        _record_lock: None,
-        keeps_record: true,
-    };
-    engine.pick_up(&mut caller)?;
-    engine.drive(&mut caller)
 }
 
 /// What the task of `end` printed: its answer, or, for a task stopped before it had one (a
@@ -857,147 +779,6 @@ impl Engine<'_> {
         self.stop_all(State::Cancelled, why);
         let ends: Vec<TaskEnd> = self.members.iter().filter_map(|m| m.end.clone()).collect();
         self.finish(ends, false)
-    }
-
-    /// No one will wait for the rest (`send`, `&`, or `d` when `detached`): a plain task's answer
-    /// goes to the results inbox; a workflow is handed to a detached supervisor, which runs it to
-    /// its end from its record.
-    fn let_go(&mut self, _caller: &mut Caller, detached: bool) -> anyhow::Result<Run> {
-        let inbox = background::results_inbox(self.store, self.config);
-        let how = if detached {
-            "detached; the task keeps running"
-        } else {
-            "delivered; the task runs on"
-        };
-        if let Some(r) = self.record.as_mut() {
-            r.results = Some(inbox.key.clone());
-            let root = r.root.clone();
-            self.save();
-            inbox.add(self.store, &root)?;
-            let handed = background::hand_off(self.store, &root, self._record_lock.as_ref());
-            pause_point(crate::test_hooks::HANDED_OFF);
-            if handed.is_ok() {
-                // The supervisor shares the lock's open file: unlocking it here (what dropping
-                // the lock does) would unlock it for the supervisor too. Closing this process's
-                // descriptor does not: the lock stays with the supervisor's, and no one takes
-                // this process (which may wait for a key a while yet) for the workflow's runner.
-                if let Some(lock) = self._record_lock.take() {
-                    use std::os::fd::AsRawFd;
-                    let fd = lock.as_raw_fd();
-                    std::mem::forget(lock);
-                    let _ = nix::unistd::close(fd);
-                }
-            }
-            let first = self
-                .pending
-                .first()
-                .map(|p| p.agent.name().to_string())
-                .unwrap_or_default();
-            let what = match handed {
-                Ok(()) => format!(
-                    "{how} as a workflow in the background: its outcome goes to `baton results`; `baton wait {root}` waits for it"
-                ),
-                Err(e) => format!(
-                    "{how}, but the rest of the workflow cannot go on in the background ({e:#}); `baton supervise {root}` carries it on"
-                ),
-            };
-            let end = TaskEnd::new(&root, &first, State::Detached).with_error(what);
-            return Ok(Run {
-                ends: vec![end],
-                history: std::mem::take(&mut self.history),
-                root: Some(root),
-            });
-        }
-        // Members that have answered already: their answers go to the results inbox too, not
-        // away with the wait.
-        for end in self.members.iter().filter_map(|m| m.end.as_ref()) {
-            if self.store.task(&end.task_id).is_done() {
-                inbox.add(self.store, &end.task_id)?;
-            }
-        }
-        let mut ends = Vec::new();
-        for p in &self.pending {
-            inbox.add(self.store, &p.task.id)?;
-            ends.push(p.ended(
-                State::Detached,
-                format!(
-                    "{how}: its answer goes to `baton results`; `baton wait {0}` or `baton result {0}`",
-                    p.task.id
-                ),
-            ));
-        }
-        Ok(Run {
-            ends,
-            history: std::mem::take(&mut self.history),
-            root: None,
-        })
-    }
-
-    /// Takes the stage that runs back up from the record (`resume`): a member whose latest task
-    /// has ended is stepped as if the wait had just seen it; one whose task runs is waited for.
-    fn pick_up(&mut self, caller: &mut Caller) -> anyhow::Result<()> {
-        let Some(rec) = self.record.clone() else {
-            return Ok(());
-        };
-        self.members = self.members_of_stage();
-        let latest: Vec<record::Step> = rec
-            .latest(self.stage as u32 + 1)
-            .into_iter()
-            .cloned()
-            .collect();
-        let mut seen = vec![false; self.members.len()];
-        for step in latest {
-            let m = step.member as usize;
-            if m >= self.members.len() {
-                continue;
-            }
-            seen[m] = true;
-            self.members[m].attempt = step.attempt;
-            self.members[m].round = step.round;
-            let task = self.store.task(&step.task_id);
-            let agent = self.store.agent_paths(&step.agent)?;
-            let envelope: Option<crate::protocol::Task> =
-                crate::protocol::read_json(&task.task).ok().flatten();
-            let created = envelope.as_ref().map_or(0, |t| t.created_ms);
-            let mut p = Pending::new(agent, task, created);
-            p.pool = p.agent.is_pool();
-            p.deadline = envelope
-                .and_then(|t| t.deadline_ms)
-                .map(|d| Instant::now() + Duration::from_millis(d.saturating_sub(time::now_ms())));
-            if p.task.is_done() {
-                let end = super::read_finished(&p);
-                if step.gate == Some(Judged::Accepted) {
-                    self.members[m].end = Some(end);
-                    if self.plan.any && self.winner.is_none() {
-                        self.winner = Some(m);
-                    }
-                } else if let Some(halt) = self.ended(m, end, caller)? {
-                    if let Halt::Cancel(why) = halt {
-                        self.cancelled(&why);
-                    }
-                    return Ok(());
-                }
-            } else {
-                self.pending.push(p);
-                self.owners.push(m);
-            }
-        }
-        for (m, seen) in seen.into_iter().enumerate() {
-            if !seen && self.members[m].end.is_none() {
-                let prompt = self.members[m].base.clone();
-                if let Err(e) = self.deliver(m, prompt, None) {
-                    self.members[m].end = Some(
-                        TaskEnd::new(
-                            &TaskId::new(),
-                            &target_name(&self.members[m].target),
-                            State::AgentLost,
-                        )
-                        .with_error(format!("{e:#}")),
-                    );
-                }
-            }
-        }
-        Ok(())
     }
 }
 
