@@ -192,6 +192,13 @@ mod tests {
     }
 
     #[test]
+    fn a_bar_ends_a_word_so_a_bar_glued_to_an_ampersand_starts_a_stage() {
+        // Found by the property test: `&|` reads as `&` then `|`, an empty stage.
+        assert!(parse(b"@rev &| go", known).is_err());
+        assert!(dir(b"@rev & go").background);
+    }
+
+    #[test]
     fn stages_split_at_bars_and_fan_outs_are_names_side_by_side() {
         let p = dir(b"@planning | @rev @sh1 | @rev Plan dark mode");
         assert_eq!(
