@@ -349,15 +349,7 @@ fn once_detached_the_caller_is_not_taken_for_the_workflows_runner() {
     let root = env.task_ids().pop().unwrap();
     // The supervisor dies while the caller still waits for a key: wait says no one runs the
     // workflow, at once, rather than wait on the caller.
-    let supervisor: Vec<i32> = processes_with_home(&env.home)
-        .into_iter()
-        .filter(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("supervise"))
-        })
-        .collect();
-    assert_eq!(supervisor.len(), 1, "{supervisor:?}");
-    signal(supervisor[0] as u32, nix::sys::signal::Signal::SIGKILL);
+    signal(env.supervisor(), nix::sys::signal::Signal::SIGKILL);
     let out = env.run(["wait", &root, "--timeout", "20s"]).expect(5);
     assert!(
         out.stderr.contains("no one runs workflow"),

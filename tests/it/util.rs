@@ -258,6 +258,20 @@ impl Env {
         self.start(name, &args);
     }
 
+    /// The pid of this test's one workflow supervisor (`baton supervise ROOT`; other tests run
+    /// theirs at the same time, under their own state folders).
+    pub fn supervisor(&self) -> u32 {
+        let found: Vec<i32> = processes_with_home(&self.home)
+            .into_iter()
+            .filter(|pid| {
+                fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("supervise"))
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "one supervisor: {found:?}");
+        found[0] as u32
+    }
+
     /// `baton send AGENT PROMPT`, returning the task id.
     pub fn send(&self, agent: &str, prompt: &str) -> String {
         self.run(["send", agent, prompt])

@@ -907,16 +907,7 @@ fn wait_follows_a_background_workflow_that_is_still_running() {
         .stderr(Stdio::piped());
     let sender = send.spawn().unwrap();
     wait_stopped(sender.id());
-    // This test's supervisor (other tests run theirs at the same time).
-    let supervisor: Vec<i32> = processes_with_home(&env.home)
-        .into_iter()
-        .filter(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("supervise"))
-        })
-        .collect();
-    assert_eq!(supervisor.len(), 1, "{supervisor:?}");
-    let pid = supervisor[0] as u32;
+    let pid = env.supervisor();
     wait_stopped(pid);
     signal(sender.id(), Signal::SIGCONT);
     let (st, out, _) = finish(sender, None, secs(10)).expect("send ends");
@@ -1030,13 +1021,7 @@ fn a_workflow_its_supervisor_cannot_carry_on_says_why_with_the_code_of_its_end()
         .env("BATON_TEST_PAUSE", "supervising");
     let out = env.output(send, None).ok();
     let root = out.stdout.trim().to_string();
-    let supervisor = processes_with_home(&env.home)
-        .into_iter()
-        .find(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("supervise"))
-        })
-        .expect("the supervisor runs") as u32;
+    let supervisor = env.supervisor();
     wait_stopped(supervisor);
     // The project's config breaks before the supervisor reads it.
     fs::write(dir.join(".baton.toml"), "[agent.a\n").unwrap();
@@ -1049,19 +1034,6 @@ fn a_workflow_its_supervisor_cannot_carry_on_says_why_with_the_code_of_its_end()
         "{}",
         out.stderr
     );
-}
-
-/// The pid of this test's workflow supervisor.
-fn supervisor_of(env: &Env) -> u32 {
-    let found: Vec<i32> = processes_with_home(&env.home)
-        .into_iter()
-        .filter(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("supervise"))
-        })
-        .collect();
-    assert_eq!(found.len(), 1, "{found:?}");
-    found[0] as u32
 }
 
 #[test]
@@ -1095,7 +1067,7 @@ fn cancel_of_a_workflow_no_one_runs_any_more_ends_it_there() {
     env.start("next", &["--driver", "exec", "--", "cat"]);
     let root = env.send("g | next", "two stages");
     wait_until("stage 1 runs", secs(10), || env.started_count() == 1);
-    let supervisor = supervisor_of(&env);
+    let supervisor = env.supervisor();
     signal(supervisor, Signal::SIGKILL);
     wait_until("the supervisor is gone", secs(10), || {
         !processes_with_home(&env.home).contains(&(supervisor as i32))
@@ -1138,22 +1110,31 @@ fn wait_of_several_workflows_and_a_task_gives_each_ones_outcome() {
     assert!(answers[2].starts_with("a saw:\nthree"), "{answers:?}");
 }
 
+/// Runs baton with `args`, stopped before it delivers; sends it `sig`, lets it go on, and
+/// returns its exit code and stderr.
+fn signalled_before_delivery(env: &Env, args: &[&str], sig: Signal) -> (i32, String) {
+    let mut cmd = env.cmd(args);
+    cmd.env("BATON_TEST_PAUSE", "before-deliver")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    wait_stopped(child.id());
+    signal(child.id(), sig);
+    signal(child.id(), Signal::SIGCONT);
+    let (st, _, err) = finish(child, None, secs(10)).expect("baton ends");
+    (
+        st.code().unwrap_or(-1),
+        String::from_utf8_lossy(&err).into(),
+    )
+}
+
 #[test]
 fn a_signal_before_send_has_delivered_takes_the_task_back() {
     let env = Env::new();
     env.start_gated("g");
-    let mut cmd = env.cmd(["send", "g", "never mind"]);
-    cmd.env("BATON_TEST_PAUSE", "before-deliver")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let send = cmd.spawn().unwrap();
-    wait_stopped(send.id());
     // Ctrl-C while it starts agents and delivers: it is seen once the delivery is done.
-    signal(send.id(), Signal::SIGINT);
-    signal(send.id(), Signal::SIGCONT);
-    let (st, _, err) = finish(send, None, secs(10)).expect("send ends");
-    let err = String::from_utf8_lossy(&err);
-    assert_eq!(st.code(), Some(4), "{err}");
+    let (code, err) = signalled_before_delivery(&env, &["send", "g", "never mind"], Signal::SIGINT);
+    assert_eq!(code, 4, "{err}");
     assert!(err.contains("cancelled by SIGINT"), "{err}");
     let ids = env.task_ids();
     assert_eq!(ids.len(), 1);
@@ -1164,17 +1145,8 @@ fn a_signal_before_send_has_delivered_takes_the_task_back() {
     // The same for `&` in editor mode, and the file is left as it was.
     let file = env.path("prompt.md");
     fs::write(&file, "@g & never mind").unwrap();
-    let mut cmd = env.cmd([file.to_str().unwrap()]);
-    cmd.env("BATON_TEST_PAUSE", "before-deliver")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let edit = cmd.spawn().unwrap();
-    wait_stopped(edit.id());
-    signal(edit.id(), Signal::SIGTERM);
-    signal(edit.id(), Signal::SIGCONT);
-    let (st, _, err) = finish(edit, None, secs(10)).expect("baton ends");
-    let err = String::from_utf8_lossy(&err);
-    assert_eq!(st.code(), Some(4), "{err}");
+    let (code, err) = signalled_before_delivery(&env, &[file.to_str().unwrap()], Signal::SIGTERM);
+    assert_eq!(code, 4, "{err}");
     assert_eq!(fs::read_to_string(&file).unwrap(), "@g & never mind");
     let ids = env.task_ids();
     assert_eq!(ids.len(), 2);
