@@ -266,8 +266,8 @@ pub fn cancel_workflow(
 /// tasks that have not ended are cancelled, and its record says so. `None` if someone runs it.
 fn end_if_abandoned(store: &Store, root: &TaskId) -> anyhow::Result<Option<Cancelled>> {
     let paths = store.task(root);
-    let Some(_held) = crate::protocol::lock::take(&paths.workflow_lock, std::time::Duration::ZERO)?
-    else {
+    // `hold` waits out a probe that holds the lock for an instant.
+    let Some(_held) = crate::protocol::lock::hold(&paths.workflow_lock)? else {
         return Ok(None);
     };
     // Read under the lock, the record is the truth now.

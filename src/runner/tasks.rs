@@ -291,8 +291,8 @@ impl Runner<'_> {
         if !self.reads_mail {
             return task.prompt.clone();
         }
-        let mailbox = crate::protocol::mail::Mailbox::new(self.store, self.paths.name());
         use crate::protocol::mail;
+        let mailbox = mail::Mailbox::new(self.store, self.paths.name());
         let Ok(claim) = mail::claim_unread(&mailbox) else {
             return task.prompt.clone();
         };
@@ -311,13 +311,13 @@ impl Runner<'_> {
         }
         text.push_str("=== baton: end of messages; your task follows ===\n");
         let mut bytes = text.into_bytes();
-        let written = store::read_nofollow(&task.prompt)
-            .ok()
-            .filter(|prompt| {
-                bytes.extend_from_slice(prompt);
+        let written = match store::read_nofollow(&task.prompt) {
+            Ok(prompt) => {
+                bytes.extend_from_slice(&prompt);
                 store::write_atomic(&task.delivered, &bytes).is_ok()
-            })
-            .is_some();
+            }
+            Err(_) => false,
+        };
         if !written {
             // Not before the task after all: unread again, for the next one.
             let _ = mail::give_back(&mailbox, &claim);
