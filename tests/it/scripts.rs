@@ -271,7 +271,11 @@ fn review_staged_sends_the_staged_diff() {
     assert!(prompt.starts_with("Review the staged changes"), "{prompt}");
     assert!(prompt.contains(" a.txt | 1 +"), "{prompt}");
     assert!(prompt.contains("+alpha"), "{prompt}");
-    // The agent from git config, and baton's exit status passed through.
+    // The agent from the [git] table of .baton.toml, then from git config, which wins; and
+    // baton's exit status passed through.
+    fs::write(repo.join(".baton.toml"), "[git]\nreview_agent = \"review\"\n").unwrap();
+    assert_eq!(in_repo(&[]).ok().stdout, "Looks right\n");
+    fs::remove_file(repo.join(".baton.toml")).unwrap();
     git(&env, &repo, &["config", "baton.reviewAgent", "review"]);
     assert_eq!(in_repo(&[]).ok().stdout, "Looks right\n");
     let out = in_repo(&["ghost"]).expect(2);
