@@ -273,7 +273,11 @@ fn review_staged_sends_the_staged_diff() {
     assert!(prompt.contains("+alpha"), "{prompt}");
     // The agent from the [git] table of .baton.toml, then from git config, which wins; and
     // baton's exit status passed through.
-    fs::write(repo.join(".baton.toml"), "[git]\nreview_agent = \"review\"\n").unwrap();
+    fs::write(
+        repo.join(".baton.toml"),
+        "[git]\nreview_agent = \"review\"\n",
+    )
+    .unwrap();
     assert_eq!(in_repo(&[]).ok().stdout, "Looks right\n");
     fs::remove_file(repo.join(".baton.toml")).unwrap();
     git(&env, &repo, &["config", "baton.reviewAgent", "review"]);
