@@ -4,8 +4,9 @@
 //!
 //! The checks are a list (`CHECKS`): each is a function from what was gathered once (`Ctx`: the
 //! state folder, the config, which drivers are in use) to its findings, so one more check is one
-//! more entry; they live by what they look at (`machine`, `programs`, `setup`). Doctor only looks: it creates nothing (not even a missing state folder), writes
-//! nothing, and every program it runs (`tmux -V`, `claude --version`) is given a few seconds.
+//! more entry; they live by what they look at (`machine`, `programs`, `setup`). Doctor only
+//! looks: it creates nothing (not even a missing state folder), writes nothing, and every
+//! program it runs (`tmux -V`, `claude --version`) is given a few seconds.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
