@@ -91,16 +91,14 @@ fn timeout_exits_3_and_the_runner_cancels_the_task() {
     wait_until("the agent is idle again", secs(10), || {
         env.status_json("slow")["status"] == "idle"
     });
-    // No `sleep 30` is left behind.
-    let pgrep = Command::new("pgrep")
-        .args(["-f", "^sleep 30$"])
-        .output()
-        .unwrap();
-    assert!(
-        pgrep.stdout.is_empty(),
-        "a sleep survived: {}",
-        String::from_utf8_lossy(&pgrep.stdout)
-    );
+    // No `sleep 30` of this test's agent is left behind (other tests' processes are theirs).
+    let left: Vec<i32> = processes_with_home(&env.home)
+        .into_iter()
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\x0030\x00")
+        })
+        .collect();
+    assert!(left.is_empty(), "a sleep survived: {left:?}");
 }
 
 #[test]
