@@ -293,9 +293,17 @@ fn end_if_abandoned(store: &Store, root: &TaskId) -> anyhow::Result<Option<Cance
     Ok(Some(Cancelled::Abandoned))
 }
 
-/// True if process `pid` is a baton (its executable is this one's), so that a PID the system
-/// has given to someone else is never signalled.
+/// True if process `pid` is a baton (its executable is this one's path), so that a PID the
+/// system has given to someone else is never signalled. A binary replaced on disk since the
+/// process started (an upgrade) reads `PATH (deleted)`: the path is what counts.
 fn runs_baton(pid: u32) -> bool {
-    let exe = |p: &str| std::fs::read_link(format!("/proc/{p}/exe")).ok();
+    let exe = |p: &str| {
+        std::fs::read_link(format!("/proc/{p}/exe")).ok().map(|e| {
+            let e = e.to_string_lossy().into_owned();
+            e.strip_suffix(" (deleted)")
+                .map(str::to_string)
+                .unwrap_or(e)
+        })
+    };
     exe(&pid.to_string()).is_some_and(|e| Some(e) == exe("self"))
 }
