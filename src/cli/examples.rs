@@ -33,7 +33,8 @@ Examples:
 
 pub(super) const CANCEL_EXAMPLES: &str = "\
 Examples:
-  baton cancel 1795274623456789012-1a2b3c4d";
+  baton cancel 1795274623456789012-1a2b3c4d
+  root=$(baton send 'planning | review' \"Plan dark mode\"); baton cancel \"$root\"   # the whole workflow";
 
 pub(super) const GC_EXAMPLES: &str = "\
 Examples:
