@@ -174,6 +174,7 @@ pub fn outcome(store: &Store, id: &TaskId) -> Option<Vec<TaskEnd>> {
         Ok(Some(rec)) => {
             let state = rec.state?;
             let mut ends = super::ends_of(store, &rec.finals);
+            rec.apply_final_ends(&mut ends);
             for e in &mut ends {
                 e.place = rec.place_of(&e.task_id);
             }
@@ -277,17 +278,30 @@ fn end_if_abandoned(store: &Store, root: &TaskId) -> anyhow::Result<Option<Cance
     if let Some(state) = rec.state {
         return Ok(Some(Cancelled::AlreadyEnded(state)));
     }
+    let why = "cancelled by `baton cancel` (no one ran the workflow)";
+    let mut stopped = Vec::new();
     for step in &rec.steps {
         if !store.task(&step.task_id).is_done() {
             let _ = super::cancel(store, &step.task_id, State::Cancelled);
+            stopped.push(step.task_id.clone());
         }
     }
     rec.state = Some(State::Cancelled);
-    rec.error = Some("cancelled by `baton cancel` (no one ran the workflow)".into());
+    rec.error = Some(why.into());
     rec.finals = rec
         .latest(rec.stage)
         .iter()
         .map(|s| s.task_id.clone())
+        .collect();
+    rec.final_ends = rec
+        .finals
+        .iter()
+        .filter(|id| stopped.contains(id))
+        .map(|id| crate::protocol::workflow::FinalEnd {
+            task_id: id.clone(),
+            state: State::Cancelled,
+            error: Some(why.into()),
+        })
         .collect();
     rec.save(store)?;
     Ok(Some(Cancelled::Abandoned))

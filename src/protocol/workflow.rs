@@ -73,6 +73,17 @@ pub struct Step {
     pub gate: Option<Verdict>,
 }
 
+/// How a final task ended for the workflow where that is not what its own `done.json` says: an
+/// answer its gate rejected, or never judged because the workflow was stopped, ended failed or
+/// cancelled, although the task itself ended ok.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinalEnd {
+    pub task_id: TaskId,
+    pub state: State,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
 /// `workflow.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Record {
@@ -97,6 +108,9 @@ pub struct Record {
     /// The results inbox the outcome goes to, when no caller waits for it.
     #[serde(default)]
     pub results: Option<String>,
+    /// The finals that did not succeed, as the workflow ended them (see `FinalEnd`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub final_ends: Vec<FinalEnd>,
 }
 
 impl Record {
@@ -112,6 +126,7 @@ impl Record {
             finals: Vec::new(),
             error: None,
             results: None,
+            final_ends: Vec::new(),
         }
     }
 
@@ -137,6 +152,16 @@ impl Record {
         }
         out.sort_by_key(|s| s.member);
         out
+    }
+
+    /// Gives the final ends read from their tasks' folders the ends the workflow gave them.
+    pub fn apply_final_ends(&self, ends: &mut [super::TaskEnd]) {
+        for end in ends {
+            if let Some(f) = self.final_ends.iter().find(|f| f.task_id == end.task_id) {
+                end.state = f.state;
+                end.error = f.error.clone();
+            }
+        }
     }
 
     pub fn save(&self, store: &Store) -> Result<(), StoreError> {

@@ -1247,3 +1247,60 @@ fn cancel_finds_a_workflows_runner_after_baton_was_upgraded_under_it() {
     until_workflow_done(&env, &root);
     assert!(tasks_of(&env, "next").is_empty());
 }
+
+#[test]
+fn cancel_during_a_gate_the_supervisor_runs_on_taking_over_stops_the_whole_stage() {
+    let env = Env::new();
+    env.start("fast", &["--driver", "exec", "--", "cat"]);
+    env.start_gated("slow");
+    let hold = env.path("hold");
+    nix::unistd::mkfifo(&hold, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let runs = env.path("gate-ran");
+    let gate = format!(
+        "echo ran >> '{}'; read _ < '{}'",
+        runs.display(),
+        hold.display()
+    );
+    // The supervisor stops as it takes over: by then fast has answered, so its gate runs there.
+    let mut send = env.cmd(["send", "fast,slow", "--gate", &gate, "hi"]);
+    send.env("BATON_TEST_PAUSE", "supervising");
+    let root = env.output(send, None).ok().stdout.trim().to_string();
+    let supervisor = env.supervisor();
+    wait_stopped(supervisor);
+    wait_until("slow runs and fast has answered", secs(10), || {
+        env.started_count() == 1
+            && tasks_of(&env, "fast")
+                .iter()
+                .any(|id| env.task_dir(id).join("done.json").exists())
+    });
+    signal(supervisor, Signal::SIGCONT);
+    wait_until("the gate judges fast's answer", secs(10), || runs.exists());
+    let out = env.run(["cancel", &root]).ok();
+    assert!(out.stdout.contains("workflow cancelled"), "{}", out.stdout);
+    // slow's task is stopped too, and the outcome is no success.
+    let slow = tasks_of(&env, "slow").remove(0);
+    until_done(&env, &slow);
+    assert_eq!(env.done_json(&slow)["state"], "cancelled");
+    let out = env.run(["wait", &root]).expect(4);
+    assert!(out.stderr.contains("cancelled"), "{}", out.stderr);
+}
+
+#[test]
+fn an_answer_its_gate_failed_is_no_success_when_read_back() {
+    let env = Env::new();
+    env.start("w", &["--driver", "exec", "--", "cat"]);
+    let root = env
+        .run(["send", "w", "--gate", "exit 1", "judged"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    until_workflow_done(&env, &root);
+    let out = env.run(["result", &root]).expect(1);
+    assert!(out.stderr.contains("the gate `exit 1`"), "{}", out.stderr);
+    let listed = env.run(["results", "--all"]).ok().stdout;
+    assert!(
+        listed.contains(&format!("(task {root}, failed)")),
+        "{listed}"
+    );
+}

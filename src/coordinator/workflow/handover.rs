@@ -94,7 +94,9 @@ fn carry_on(store: &Store, root: &TaskId, caller: &mut Caller) -> anyhow::Result
         _record_lock: None,
         keeps_record: true,
     };
-    engine.pick_up(caller)?;
+    if let Some(run) = engine.pick_up(caller)? {
+        return Ok(run);
+    }
     engine.drive(caller)
 }
 
@@ -173,11 +175,13 @@ impl Engine<'_> {
         })
     }
 
-    /// Takes the stage that runs back up from the record (`resume`): a member whose latest task
-    /// has ended is stepped as if the wait had just seen it; one whose task runs is waited for.
-    fn pick_up(&mut self, caller: &mut Caller) -> anyhow::Result<()> {
+    /// Takes the stage that runs back up from the record (`resume`): a member whose task runs is
+    /// waited for, one that has none yet is delivered to, and one whose latest task has ended is
+    /// stepped as if the wait had just seen it — last, so that a stop during its gate reaches
+    /// every task of the stage. `Some` if the run ended here (a signal during such a gate).
+    fn pick_up(&mut self, caller: &mut Caller) -> anyhow::Result<Option<Run>> {
         let Some(rec) = self.record.clone() else {
-            return Ok(());
+            return Ok(None);
         };
         self.members = self.members_of_stage();
         let latest: Vec<record::Step> = rec
@@ -186,6 +190,7 @@ impl Engine<'_> {
             .cloned()
             .collect();
         let mut seen = vec![false; self.members.len()];
+        let mut finished = Vec::new();
         for step in latest {
             let m = step.member as usize;
             if m >= self.members.len() {
@@ -205,18 +210,7 @@ impl Engine<'_> {
                 .and_then(|t| t.deadline_ms)
                 .map(|d| Instant::now() + Duration::from_millis(d.saturating_sub(time::now_ms())));
             if p.task.is_done() {
-                let end = crate::coordinator::read_finished(&p);
-                if step.gate == Some(Judged::Accepted) {
-                    self.members[m].end = Some(end);
-                    if self.plan.any && self.winner.is_none() {
-                        self.winner = Some(m);
-                    }
-                } else if let Some(halt) = self.ended(m, end, caller)? {
-                    if let Halt::Cancel(why) = halt {
-                        self.cancelled(&why);
-                    }
-                    return Ok(());
-                }
+                finished.push((m, crate::coordinator::read_finished(&p), step.gate));
             } else {
                 self.pending.push(p);
                 self.owners.push(m);
@@ -237,6 +231,20 @@ impl Engine<'_> {
                 }
             }
         }
-        Ok(())
+        for (m, end, verdict) in finished {
+            if verdict == Some(Judged::Accepted) {
+                self.members[m].end = Some(end);
+                if self.plan.any && self.winner.is_none() {
+                    self.winner = Some(m);
+                }
+                continue;
+            }
+            match self.ended(m, end, caller)? {
+                Some(Halt::Cancel(why)) => return Ok(Some(self.cancelled(&why))),
+                Some(Halt::Detach) => return self.let_go(caller, true).map(Some),
+                None => {}
+            }
+        }
+        Ok(None)
     }
 }

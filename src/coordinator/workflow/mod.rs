@@ -422,6 +422,20 @@ impl Engine<'_> {
     /// their tasks end. `Some` if the wait was stopped first.
     fn wait_stage(&mut self, caller: &mut Caller) -> anyhow::Result<Option<Halt>> {
         while !self.pending.is_empty() {
+            // One has won (seen by the last wait, or taken up so from the record): the
+            // others are stopped.
+            if let Some(w) = self.winner {
+                let name = self.members[w]
+                    .end
+                    .as_ref()
+                    .map(|e| crate::protocol::agent::name_of(&e.agent).to_string())
+                    .unwrap_or_default();
+                self.stop_all(
+                    State::Cancelled,
+                    &format!("cancelled: {name} answered first"),
+                );
+                break;
+            }
             let opts = wait::Options {
                 deadline: self.pending.iter().filter_map(|p| p.deadline).min(),
                 watch_liveness: !self.plan.queue,
@@ -466,17 +480,6 @@ impl Engine<'_> {
             };
             if halt.is_some() {
                 return Ok(halt);
-            }
-            if let Some(w) = self.winner {
-                let name = self.members[w]
-                    .end
-                    .as_ref()
-                    .map(|e| crate::protocol::agent::name_of(&e.agent).to_string())
-                    .unwrap_or_default();
-                self.stop_all(
-                    State::Cancelled,
-                    &format!("cancelled: {name} answered first"),
-                );
             }
         }
         Ok(None)
@@ -574,6 +577,15 @@ impl Engine<'_> {
                     .map_or(State::Failed, |e| e.state)
             });
             r.finals = ends.iter().map(|e| e.task_id.clone()).collect();
+            r.final_ends = ends
+                .iter()
+                .filter(|e| !e.is_ok())
+                .map(|e| record::FinalEnd {
+                    task_id: e.task_id.clone(),
+                    state: e.state,
+                    error: e.error.clone(),
+                })
+                .collect();
             if !ok && stages > 1 {
                 r.error = ends.iter().find(|e| !e.is_ok()).map(|e| {
                     format!(
