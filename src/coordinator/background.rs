@@ -244,10 +244,11 @@ pub fn cancel_workflow(
     }
     let paths = store.task(root);
     let pid = crate::protocol::workflow::runner(&paths)
-        .filter(|pid| runs_baton(*pid))
+        .filter(|pid| holds(*pid, &paths.workflow_lock))
         .ok_or_else(|| {
             Error::Unreachable(format!(
-                "workflow {root} is run by a process that its record does not name; stop it with its own Ctrl-C"
+                "workflow {root} is run by a process that workflow.pid does not name (it holds {}); stop that process, or try again",
+                paths.workflow_lock.display()
             ))
         })?;
     nix::sys::signal::kill(
@@ -307,17 +308,14 @@ fn end_if_abandoned(store: &Store, root: &TaskId) -> anyhow::Result<Option<Cance
     Ok(Some(Cancelled::Abandoned))
 }
 
-/// True if process `pid` is a baton (its executable is this one's path), so that a PID the
-/// system has given to someone else is never signalled. A binary replaced on disk since the
-/// process started (an upgrade) reads `PATH (deleted)`: the path is what counts.
-fn runs_baton(pid: u32) -> bool {
-    let exe = |p: &str| {
-        std::fs::read_link(format!("/proc/{p}/exe")).ok().map(|e| {
-            let e = e.to_string_lossy().into_owned();
-            e.strip_suffix(" (deleted)")
-                .map(str::to_string)
-                .unwrap_or(e)
-        })
+/// True if process `pid` holds the workflow's lock open (`lock`, among its descriptors): it is
+/// the workflow's runner, whatever baton binary it runs, and a PID the system has given to
+/// someone else since is never signalled.
+fn holds(pid: u32, lock: &std::path::Path) -> bool {
+    let lock = std::fs::canonicalize(lock).unwrap_or_else(|_| lock.to_path_buf());
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
     };
-    exe(&pid.to_string()).is_some_and(|e| Some(e) == exe("self"))
+    fds.filter_map(|e| e.ok())
+        .any(|e| std::fs::read_link(e.path()).is_ok_and(|target| target == lock))
 }

@@ -36,6 +36,7 @@ pub fn resume(store: &Store, root: &TaskId) -> anyhow::Result<Run> {
             paths.workflow_lock.display()
         ))
     })?;
+    record::set_runner(&paths, std::process::id());
     pause_point(crate::test_hooks::SUPERVISING);
     carry_on(store, root, &mut caller).inspect_err(|e| {
         if let Ok(Some(mut rec)) = record::load(&paths) {
@@ -65,7 +66,6 @@ fn carry_on(store: &Store, root: &TaskId, caller: &mut Caller) -> anyhow::Result
             root: Some(root.clone()),
         });
     }
-    record::set_runner(&paths, std::process::id());
     let targets: Vec<Vec<Target>> = plan
         .stages
         .iter()
