@@ -993,6 +993,51 @@ fn install_global_sets_core_hooks_path_only_if_none_is_set_and_uninstall_undoes_
 }
 
 #[test]
+fn a_hook_of_yours_in_the_global_folder_is_kept_and_runs_before_the_repositorys_own() {
+    if !have(&["git"]) {
+        return;
+    }
+    let env = Env::new();
+    let dir = repo(&env, "repo");
+    let log = env.path("hooks.log");
+    let script = |who: &str| format!("#!/bin/sh\necho {who} >> '{}'\n", log.display());
+    baton(&env, env.dir.path(), &["install", "git", "--global"]).ok();
+    let folder = env.path("xdg/baton/git-hooks");
+    // A hook of the user's own in that folder (where a relay was), and the repository's own.
+    fs::write(folder.join("post-commit"), script("global")).unwrap();
+    fs::set_permissions(
+        folder.join("post-commit"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let own = dir.join(".git/hooks/post-commit");
+    fs::write(&own, script("repository")).unwrap();
+    fs::set_permissions(&own, fs::Permissions::from_mode(0o755)).unwrap();
+    let again = baton(&env, env.dir.path(), &["install", "git", "--global"]).ok();
+    assert!(
+        again
+            .stdout
+            .contains("post-commit: installed; your hook is kept as post-commit.baton-orig"),
+        "{}",
+        again.stdout
+    );
+    stage(&env, &dir, "a", "a\n");
+    git(&env, &dir, &["commit", "-q", "-m", "Both run"]).ok();
+    assert_eq!(fs::read_to_string(&log).unwrap(), "global\nrepository\n");
+    // Uninstall gives the user's hook its place back, and leaves the folder set: it is not empty.
+    let out = baton(&env, env.dir.path(), &["uninstall", "git", "--global"]).ok();
+    assert!(
+        out.stdout.contains("other files are in it"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        fs::read_to_string(folder.join("post-commit")).unwrap(),
+        script("global")
+    );
+}
+
+#[test]
 fn install_editor_keeps_the_editor_it_replaces_and_uninstall_puts_it_back() {
     if !have(&["git"]) {
         return;

@@ -29,8 +29,9 @@ const MARKER: &str = "# baton-git-hook";
 /// sets as `core.hooksPath`, which makes git stop running each repository's `.git/hooks`), each
 /// gets a relay to the repository's own. Not relayed: `reference-transaction` and
 /// `post-index-change`, which git runs for nearly every command (a relay would cost a shell
-/// each time), and `fsmonitor-watchman`, which is named by `core.fsmonitor`, not found there.
-pub(super) const RELAYED: [&str; 21] = [
+/// each time), `proc-receive`, which talks a protocol with git on its standard input and output,
+/// and `fsmonitor-watchman`, which is named by `core.fsmonitor`, not found there.
+pub(super) const RELAYED: [&str; 20] = [
     "applypatch-msg",
     "pre-applypatch",
     "post-applypatch",
@@ -43,7 +44,6 @@ pub(super) const RELAYED: [&str; 21] = [
     "pre-push",
     "pre-receive",
     "update",
-    "proc-receive",
     "post-receive",
     "post-update",
     "push-to-checkout",
@@ -54,16 +54,29 @@ pub(super) const RELAYED: [&str; 21] = [
     "p4-post-changelist",
 ];
 
-/// The relay for hook `name` (see `RELAYED`): it runs the repository's own hook of that name,
-/// with git's arguments and standard input, and passes on its status.
+/// The relay for hook `name` (see `RELAYED`): it runs a hook of that name that was in the folder
+/// before (kept as `NAME.baton-orig`; its refusal stands), then the repository's own, each with
+/// git's arguments and standard input, and passes on the status.
 pub(super) fn relay_text(name: &str) -> String {
     format!(
         "#!/bin/sh\n\
          {MARKER} relay {name}: this folder is your global core.hooksPath, made by\n\
          # `baton install git --global`, so git runs its hooks instead of each repository's own\n\
-         # .git/hooks. This one runs the repository's own {name}, if it has one.\n\
+         # .git/hooks. This one runs the one that was here before (kept as {name}{KEPT}), then\n\
+         # the repository's own {name}, if they exist.\n\
          own=\"$(git rev-parse --git-common-dir 2>/dev/null)/hooks/{name}\"\n\
-         if [ -x \"$own\" ] && ! grep -q '^{MARKER}' \"$own\"; then exec \"$own\" \"$@\"; fi\n\
+         [ -x \"$own\" ] && ! grep -q '^{MARKER}' \"$own\" || own=\n\
+         if [ -x \"$0{KEPT}\" ]; then\n\
+         \x20 [ -z \"$own\" ] && exec \"$0{KEPT}\" \"$@\"\n\
+         \x20 # Both read git's input: each gets its own copy.\n\
+         \x20 input=$(mktemp) || exit 1\n\
+         \x20 trap 'rm -f \"$input\"' EXIT\n\
+         \x20 cat > \"$input\"\n\
+         \x20 \"$0{KEPT}\" \"$@\" < \"$input\" || exit\n\
+         \x20 \"$own\" \"$@\" < \"$input\"\n\
+         \x20 exit\n\
+         fi\n\
+         [ -n \"$own\" ] && exec \"$own\" \"$@\"\n\
          exit 0\n"
     )
 }

@@ -46,10 +46,14 @@ pub fn install(args: GitArgs) -> Result<Exit> {
     }
     if place.stands_in {
         for name in RELAYED {
-            install_hook(&place.hooks, name, &files::relay_text(name))?;
+            let did = install_hook(&place.hooks, name, &files::relay_text(name))?;
+            // A hook of yours that was here is kept and run first: said, as for baton's two.
+            if did.contains(KEPT) {
+                println!("  {did}");
+            }
         }
         println!(
-            "  {} other hooks: relays to each repository's own .git/hooks (all but reference-transaction and post-index-change)",
+            "  {} other hooks: relays to each repository's own .git/hooks (all but reference-transaction, post-index-change and proc-receive)",
             RELAYED.len()
         );
     }
