@@ -1197,9 +1197,10 @@ fn a_gate_run_from_inside_a_commit_carries_none_of_the_commits_environment() {
     let env = Env::new();
     env.start("w", &["--driver", "exec", "--", "echo", "done"]);
     let seen = env.path("gate-env");
-    // (A variable set before the command is no command name: the gate is not refused.)
+    // (A variable set before the command, quoted or not, is no command name: the gate is not
+    // refused.)
     let gate = format!(
-        "MODE=strict echo \"${{GIT_INDEX_FILE-unset}} ${{GIT_DIR-unset}}\" > '{}'",
+        "FLAGS=\"-D warnings\" MODE=strict echo \"${{GIT_INDEX_FILE-unset}} ${{GIT_DIR-unset}}\" > '{}'",
         seen.display()
     );
     let mut cmd = env.cmd(["ask", "w", "go", "--gate", &gate]);
