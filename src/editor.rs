@@ -127,7 +127,10 @@ fn background(store: &Store, config: &Config, plan: &Plan, file: &Path) -> anyho
     let mut caller = Caller::new(false)?;
     let ends = coordinator::delegate(store, config, plan, &mut caller)?;
     // Stopped (a signal) before it was handed over: taken back, and the file left as it was.
-    if let Some(end) = ends.iter().find(|e| e.state != State::Detached) {
+    if let Some(end) = ends
+        .iter()
+        .find(|e| !matches!(e.state, State::Detached | State::Ok))
+    {
         eprintln!("baton: {}", failure_message(end));
         return Ok(exit::of_state(end.state));
     }

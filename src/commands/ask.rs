@@ -90,7 +90,10 @@ pub fn send(store: &Store, args: AskArgs) -> anyhow::Result<Exit> {
     let mut caller = Caller::new(false)?;
     let ends = coordinator::delegate(store, &config, &plan, &mut caller)?;
     // Detached is how a delivered task ends here; anything else stopped it (a signal).
-    if let Some(end) = ends.iter().find(|e| e.state != State::Detached) {
+    if let Some(end) = ends
+        .iter()
+        .find(|e| !matches!(e.state, State::Detached | State::Ok))
+    {
         if args.format == Format::Json {
             println!("{}", end.to_json());
         }

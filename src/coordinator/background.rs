@@ -30,13 +30,13 @@ pub fn results_inbox(store: &Store, config: &Config) -> Inbox {
 pub const LOCK_FD_VAR: &str = "BATON_WORKFLOW_LOCK_FD";
 
 /// Starts `baton supervise ROOT`, detached (its own session, no terminal, no output), to carry
-/// the workflow on. It inherits `lock` (the record's lock, held), so that the lock is never free
+/// the workflow on; returns its pid. It inherits `lock` (the record's lock, held), so that the lock is never free
 /// between this process letting go and the supervisor taking over.
 pub fn hand_off(
     store: &Store,
     root: &TaskId,
     lock: Option<&crate::protocol::lock::Held>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u32> {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
     let me = std::env::current_exe()
@@ -62,13 +62,27 @@ pub fn hand_off(
         }
     }
     crate::sys::spawn::detached(&mut cmd);
+    // It starts with the stop signals blocked, so that one sent before it has its handlers
+    // (`baton cancel` at once) waits for them instead of killing it; `resume` unblocks them.
+    let stops = crate::sys::signals::stop_set();
+    // SAFETY: sigprocmask is async-signal-safe and only changes the child's own mask.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_BLOCK,
+                Some(&stops),
+                None,
+            )
+            .map_err(Into::into)
+        });
+    }
     // The supervisor is not waited for: it outlives this process, and init reaps it.
     let child = cmd
         .spawn()
         .map_err(|e| Error::Unreachable(format!("starting `baton supervise {root}`: {e}")))?;
     // Named as the workflow's runner before this process lets go of the lock.
     crate::protocol::workflow::set_runner(&store.task(root), child.id());
-    Ok(())
+    Ok(child.id())
 }
 
 /// The record's lock handed over by the caller that started this supervisor, if it did.

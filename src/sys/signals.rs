@@ -13,6 +13,27 @@ use nix::libc;
 /// The signals a waiting command treats as "stop": cancel what is in flight, leave files intact.
 pub const STOP_SIGNALS: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
+/// `STOP_SIGNALS` as a signal set.
+pub fn stop_set() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for sig in STOP_SIGNALS {
+        if let Ok(sig) = nix::sys::signal::Signal::try_from(sig) {
+            set.add(sig);
+        }
+    }
+    set
+}
+
+/// Unblocks `STOP_SIGNALS` (blocked by whoever started this process until its handlers were
+/// installed): one that came meanwhile is handled now.
+pub fn unblock_stops() {
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
+        Some(&stop_set()),
+        None,
+    );
+}
+
 pub struct Signals {
     rx: UnixStream,
     tx: Arc<UnixStream>,

@@ -1291,3 +1291,27 @@ fn an_answer_its_gate_failed_is_no_success_when_read_back() {
         "{listed}"
     );
 }
+
+#[test]
+fn a_signal_as_send_hands_a_workflow_over_reaches_the_supervisor() {
+    let env = Env::new();
+    env.start_gated("g");
+    env.start("next", &["--driver", "exec", "--", "cat"]);
+    let mut cmd = env.cmd(["send", "g | next", "two stages"]);
+    cmd.env("BATON_TEST_PAUSE", "handed-off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let send = cmd.spawn().unwrap();
+    wait_stopped(send.id());
+    // What `baton cancel ROOT` would send if it read send's pid just before the supervisor's.
+    signal(send.id(), Signal::SIGTERM);
+    signal(send.id(), Signal::SIGCONT);
+    let (_, out, _) = finish(send, None, secs(10)).expect("send ends");
+    let root = String::from_utf8_lossy(&out).trim().to_string();
+    until_workflow_done(&env, &root);
+    let record: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.task_dir(&root).join("workflow.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["state"], "cancelled", "{record}");
+    assert!(tasks_of(&env, "next").is_empty());
+}

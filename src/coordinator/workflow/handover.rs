@@ -24,6 +24,7 @@ pub fn resume(store: &Store, root: &TaskId) -> anyhow::Result<Run> {
     // First of all: a SIGTERM (`baton cancel ROOT`) from now on stops the workflow, not the
     // process.
     let mut caller = Caller::new(false)?;
+    crate::sys::signals::unblock_stops();
     let paths = store.task(root);
     let held = match background::inherited_lock() {
         Some(held) => Some(held),
@@ -104,7 +105,7 @@ impl Engine<'_> {
     /// No one will wait for the rest (`send`, `&`, or `d` when `detached`): a plain task's answer
     /// goes to the results inbox; a workflow is handed to a detached supervisor, which runs it to
     /// its end from its record.
-    pub(super) fn let_go(&mut self, _caller: &mut Caller, detached: bool) -> anyhow::Result<Run> {
+    pub(super) fn let_go(&mut self, caller: &mut Caller, detached: bool) -> anyhow::Result<Run> {
         let inbox = background::results_inbox(self.store, self.config);
         let how = if detached {
             "detached; the task keeps running"
@@ -118,7 +119,17 @@ impl Engine<'_> {
             inbox.add(self.store, &root)?;
             let handed = background::hand_off(self.store, &root, self._record_lock.as_ref());
             pause_point(crate::test_hooks::HANDED_OFF);
-            if handed.is_ok() {
+            if let Ok(supervisor) = handed {
+                // A signal meant for the workflow's runner (`baton cancel ROOT` read this
+                // process's pid before the supervisor's was written) goes to the supervisor.
+                if let Some(sig) = caller.sigs.take() {
+                    if let Ok(sig) = nix::sys::signal::Signal::try_from(sig) {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(supervisor as i32),
+                            sig,
+                        );
+                    }
+                }
                 // The supervisor shares the lock's open file: unlocking it here (what dropping
                 // the lock does) would unlock it for the supervisor too. Closing this process's
                 // descriptor does not: the lock stays with the supervisor's, and no one takes
@@ -136,7 +147,7 @@ impl Engine<'_> {
                 .map(|p| p.agent.name().to_string())
                 .unwrap_or_default();
             let what = match handed {
-                Ok(()) => format!(
+                Ok(_) => format!(
                     "{how} as a workflow in the background: its outcome goes to `baton results`; `baton wait {root}` waits for it"
                 ),
                 Err(e) => format!(

@@ -200,7 +200,15 @@ pub fn run(
     // A signal while agents were started on demand (which can take seconds) or the tasks
     // delivered: what was delivered is taken back, even by a caller that would not wait.
     if let Some(sig) = caller.sigs.take() {
-        return Ok(engine.cancelled(&format!("cancelled by {}", signals::name(sig))));
+        let run = engine.cancelled(&format!("cancelled by {}", signals::name(sig)));
+        // What had already answered is kept where a caller that does not wait finds it.
+        if !plan.wait {
+            let inbox = super::background::results_inbox(store, config);
+            for end in run.ends.iter().filter(|e| e.is_ok()) {
+                inbox.add(store, &end.task_id)?;
+            }
+        }
+        return Ok(run);
     }
     if !plan.wait {
         return engine.let_go(caller, false);
