@@ -220,6 +220,14 @@ pub struct Claim {
 /// Takes the unread messages: reads them and marks them read in one step, under the lock (a
 /// purge or another reader cannot come in between).
 pub fn claim_unread(mailbox: &Mailbox) -> Result<Claim> {
+    // No mailbox, no mail: nothing is created for an agent no one wrote to.
+    if !store::exists(&mailbox.jsonl) {
+        return Ok(Claim {
+            messages: Vec::new(),
+            from: 0,
+            upto: 0,
+        });
+    }
     let _held = lock_current(mailbox)?;
     let from = read_mark(mailbox);
     let (messages, upto) = read_from(mailbox, from)?;
