@@ -137,11 +137,16 @@ pub fn describe(end: &TaskEnd) -> String {
     )
 }
 
+/// Writes `bytes` to `to` at once and flushes it: `Err` if they did not all reach it (a reader
+/// gone, a full disk), for a caller that gives back what it had marked shown.
+pub fn write_flushed(mut to: impl Write, bytes: &[u8]) -> std::io::Result<()> {
+    to.write_all(bytes).and_then(|()| to.flush())
+}
+
 /// Writes `bytes` to standard output at once. A reader that went away (`| head`) is not an
 /// error: the command has said what it had to.
 pub fn print_out(bytes: &[u8]) -> anyhow::Result<Exit> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(bytes).and_then(|()| out.flush()) {
+    match write_flushed(std::io::stdout().lock(), bytes) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(anyhow::Error::new(e).context("writing to standard output"))
         }

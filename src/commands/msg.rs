@@ -3,7 +3,7 @@
 //! agent it is sent from (`BATON_AGENT`), else `you`. Claude Code agents find their unread mail
 //! before their next task; any agent can read it with `baton msg read`.
 
-use std::io::{Read, Write};
+use std::io::Read;
 
 use crate::config::Config;
 use crate::coordinator::resolve::{self, Target};
@@ -103,12 +103,7 @@ pub fn read(
             ));
         }
     }
-    let mut stdout = std::io::stdout().lock();
-    if stdout
-        .write_all(out.as_bytes())
-        .and_then(|()| stdout.flush())
-        .is_err()
-    {
+    if super::write_flushed(std::io::stdout().lock(), out.as_bytes()).is_err() {
         if let Some(c) = &claim {
             mail::give_back(&mailbox, c)?;
         }

@@ -3,8 +3,6 @@
 //! file and that the chief's hooks hand to Claude Code: each result headed by its agent and task,
 //! each shown once (seeing one marks it, atomically: `protocol::results`).
 
-use std::io::Write;
-
 use serde_json::json;
 
 use crate::coordinator::background;
@@ -66,12 +64,7 @@ pub fn results(
             out.push_str(&format_result(id, ends, None));
         }
     }
-    let mut stdout = std::io::stdout().lock();
-    if stdout
-        .write_all(out.as_bytes())
-        .and_then(|()| stdout.flush())
-        .is_err()
-    {
+    if super::write_flushed(std::io::stdout().lock(), out.as_bytes()).is_err() {
         // The reader has gone: what it did not get is not seen.
         return Ok(Exit::Ok);
     }

@@ -78,11 +78,9 @@ fn inbox_of(event: &serde_json::Value) -> Option<(Store, Inbox)> {
 
 /// Writes the results, headed, to Claude Code; false if it did not take them (they are given
 /// back, not seen).
-fn pass_on(mut to: impl std::io::Write, text: &str) -> bool {
+fn pass_on(to: impl std::io::Write, text: &str) -> bool {
     let text = format!("baton: background results arrived for this project (each shown once; `baton results --all` lists them again):\n{text}");
-    to.write_all(text.as_bytes())
-        .and_then(|()| to.flush())
-        .is_ok()
+    crate::commands::write_flushed(to, text.as_bytes()).is_ok()
 }
 
 fn prompt(event: &serde_json::Value) -> Option<Exit> {

@@ -183,6 +183,11 @@ fn read_from(mailbox: &Mailbox, from: u64) -> Result<(Vec<Message>, u64)> {
     Ok((messages, whole as u64))
 }
 
+/// Records that everything before byte `at` has been read (under the mailbox's lock).
+fn write_mark(mailbox: &Mailbox, at: u64) -> Result<()> {
+    store::write_atomic(&mailbox.read, at.to_string().as_bytes())
+}
+
 fn read_mark(mailbox: &Mailbox) -> u64 {
     store::read_nofollow(&mailbox.read)
         .ok()
@@ -199,7 +204,7 @@ pub fn read(mailbox: &Mailbox, all: bool) -> Result<(Vec<Message>, u64)> {
 pub fn mark(mailbox: &Mailbox, upto: u64) -> Result<()> {
     let _held = lock_current(mailbox)?;
     if upto > read_mark(mailbox) {
-        store::write_atomic(&mailbox.read, upto.to_string().as_bytes())?;
+        write_mark(mailbox, upto)?;
     }
     Ok(())
 }
@@ -232,7 +237,7 @@ pub fn claim_unread(mailbox: &Mailbox) -> Result<Claim> {
     let from = read_mark(mailbox);
     let (messages, upto) = read_from(mailbox, from)?;
     if upto > from {
-        store::write_atomic(&mailbox.read, upto.to_string().as_bytes())?;
+        write_mark(mailbox, upto)?;
     }
     Ok(Claim {
         messages,
@@ -246,7 +251,7 @@ pub fn claim_unread(mailbox: &Mailbox) -> Result<Claim> {
 pub fn give_back(mailbox: &Mailbox, claim: &Claim) -> Result<()> {
     let _held = lock_current(mailbox)?;
     if claim.upto > claim.from && read_mark(mailbox) == claim.upto {
-        store::write_atomic(&mailbox.read, claim.from.to_string().as_bytes())?;
+        write_mark(mailbox, claim.from)?;
     }
     Ok(())
 }
@@ -280,7 +285,7 @@ pub fn purge(mailbox: &Mailbox, older_than: Duration) -> Result<usize> {
     }
     if gone > 0 {
         store::write_atomic(&mailbox.jsonl, &kept)?;
-        store::write_atomic(&mailbox.read, new_mark.to_string().as_bytes())?;
+        write_mark(mailbox, new_mark)?;
     }
     drop(held);
     Ok(gone)
