@@ -24,6 +24,9 @@ pub const HANDED_OFF: &str = "handed-off";
 pub const SUPERVISING: &str = "supervising";
 /// In a waiting coordinator, when every task has ended, before it reads their ends.
 pub const WAITED: &str = "waited";
+/// In a runner writing its status into the version replaced last, while it holds the lease on
+/// it.
+pub const SPARE_LEASED: &str = "spare-leased";
 
 #[cfg(debug_assertions)]
 pub fn pause_point(name: &str) {

@@ -1,8 +1,8 @@
 //! The queue between callers and a runner: an agent's maildir-style `inbox/` of task ids.
 //!
-//! A caller writes a task folder completely, then creates the entry (an empty file named for the
-//! task) in `inbox/new/` (`deliver`); it can take a queued task back by renaming its entry away, or
-//! ask the runner to stop a claimed one (`withdraw_or_cancel`). A runner claims the first entry
+//! A caller writes a task folder completely, then creates the entry (named for the task, a hard
+//! link to its `task.json`) in `inbox/new/` (`deliver`); it can take a queued task back by
+//! renaming its entry away, or ask the runner to stop a claimed one (`withdraw_or_cancel`). A runner claims the first entry
 //! of `inbox/new/` in name order (priority, then time) by renaming it into `inbox/cur/`
 //! (`claim`); rename is atomic, so exactly one claimer wins. When the task has its end, the
 //! runner removes the `cur/` entry (`release`). Entries left in `cur/` were claimed by a runner
@@ -98,9 +98,7 @@ pub fn deliver(store: &Store, agent: &AgentPaths, req: &Request) -> Result<Deliv
         })?;
         json.push(b'\n');
         write_fresh(&task.task, &json)?;
-        // The entry is an empty file whose name is the message: creating it is atomic, so it
-        // goes straight into new/ (a writer with content would write in tmp/ and rename).
-        write_fresh(&agent.inbox_new.join(&entry.name), b"")
+        write_entry(&task.task, &agent.inbox_new.join(&entry.name))
     })();
     if let Err(e) = written {
         let _ = fs::remove_dir_all(&task.dir);
@@ -112,6 +110,21 @@ pub fn deliver(store: &Store, agent: &AgentPaths, req: &Request) -> Result<Deliv
         entry,
         created_ms: now,
     })
+}
+
+/// Makes the entry a hard link to the task's `task.json`: its name is the message and linking
+/// is atomic, so it goes straight into new/ (a writer that puts content of its own in an entry
+/// writes it in tmp/ and renames it), and neither the link nor its removal makes or frees an
+/// inode (see `rewritten` for what that costs on some disks). Where links cannot be made (a
+/// filesystem without them, an inbox on another one), the entry is an empty file.
+fn write_entry(task_json: &Path, entry: &Path) -> Result<()> {
+    match fs::hard_link(task_json, entry) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            Err(StoreError::io("delivering into", entry, e))
+        }
+        Err(_) => write_fresh(entry, b""),
+    }
 }
 
 /// Creates `path` (it must not exist), mode 0600, with `bytes`.

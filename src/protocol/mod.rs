@@ -1,6 +1,7 @@
 //! The state folder as types: the only place a protocol file is named. `store` is the folder and
 //! its safety checks; `task` and `agent` are the files of a task and of an agent; `inbox` is the
-//! queue between callers and runners; `lock` is liveness; `control` is a runner's socket.
+//! queue between callers and runners; `lock` is liveness; `control` is a runner's socket;
+//! `rewritten` is how a runner replaces its `status.json`.
 //! Readers never panic on a hand-edited file: a missing file is `None`, a malformed one is an
 //! error that names the file and what is wrong.
 
@@ -10,6 +11,7 @@ pub mod inbox;
 pub mod lock;
 pub mod mail;
 pub mod results;
+pub mod rewritten;
 pub mod store;
 pub mod task;
 pub mod workflow;
@@ -49,10 +51,15 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreErr
 
 /// Writes a JSON protocol file atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    store::write_atomic(path, &json_line(path, value)?)
+}
+
+/// `value` as the one line of JSON a protocol file at `path` holds.
+pub fn json_line<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>, StoreError> {
     let mut bytes = serde_json::to_vec(value).map_err(|e| StoreError::Malformed {
         path: path.into(),
         why: e.to_string(),
     })?;
     bytes.push(b'\n');
-    store::write_atomic(path, &bytes)
+    Ok(bytes)
 }

@@ -1,5 +1,6 @@
-//! The state folder: where it is, the safety checks it must pass, and the one way files in it are
-//! written (temp file in the same folder, then rename). It owns the root path and hands out the
+//! The state folder: where it is, the safety checks it must pass, and the way files in it are
+//! written (temp file in the same folder, then rename; `rewritten` keeps a file its one writer
+//! replaces often in two files that take turns). It owns the root path and hands out the
 //! typed paths of agents (`AgentPaths`) and tasks (`TaskPaths`); no other module joins a protocol
 //! file name onto a folder.
 //!

@@ -31,6 +31,7 @@ use crate::coordinator::wait::inotify_error;
 use crate::driver::{Driver, Setup};
 use crate::error::{Error, IoContext};
 use crate::protocol::control::{self, Incoming};
+use crate::protocol::rewritten::Rewritten;
 use crate::protocol::{inbox, lock, store, AgentPaths, AgentState, DriverKind, Spec, State};
 use crate::protocol::{Status, Store};
 use crate::protocol::{TaskEnd, TaskId};
@@ -46,6 +47,8 @@ struct Runner<'a> {
     store: &'a Store,
     paths: AgentPaths,
     status: Status,
+    /// `status.json`, which this runner alone writes.
+    status_file: Rewritten,
     sigs: Signals,
     inotify: Inotify,
     driver: Box<dyn Driver>,
@@ -174,6 +177,7 @@ impl<'a> Runner<'a> {
                 driver: spec.driver.as_str().into(),
                 tasks_done: 0,
             },
+            status_file: Rewritten::new(&paths.status),
             paths,
             sigs,
             inotify,
@@ -246,7 +250,8 @@ impl Runner<'_> {
 
     fn write_status(&mut self) -> Result<(), crate::error::StoreError> {
         self.status.last_active = time::now_rfc3339();
-        crate::protocol::write_json(&self.paths.status, &self.status)
+        let bytes = crate::protocol::json_line(&self.paths.status, &self.status)?;
+        self.status_file.write(&bytes)
     }
 
     /// Fails, as `agent_lost`, the tasks a dead runner had claimed. An entry whose task folder

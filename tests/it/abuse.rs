@@ -50,6 +50,49 @@ fn runner_killed_between_result_and_done_keeps_the_answer() {
 }
 
 #[test]
+fn a_reader_opening_the_status_file_the_runner_is_rewriting_waits_and_reads_it_whole() {
+    let env = Env::new();
+    // The runner stops while it writes a status into the file it replaced last (the first
+    // such write is the idle one at the end of this task), holding the lease on it.
+    start_paused(&env, "sh1", "spare-leased", &[]);
+    let ask = env
+        .cmd(["ask", "sh1", "echo whole"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let runner = env.runner_pid("sh1") as u32;
+    wait_stopped(runner);
+    let spare = env.agent_dir("sh1").join(".status.json.spare");
+    let reader = std::process::Command::new("cat")
+        .arg(&spare)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its open makes the kernel send the runner SIGIO, which would end it by default.
+    wait_until("the reader's open breaks the lease", secs(10), || {
+        fs::read_to_string(format!("/proc/{runner}/status"))
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("ShdPnd:"))?.to_string();
+                u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
+            })
+            .is_some_and(|pending| pending & (1 << (nix::libc::SIGIO - 1)) != 0)
+    });
+    signal(runner, Signal::SIGCONT);
+    let (status, seen, _) = finish(reader, None, secs(10)).expect("the reader ends");
+    assert!(status.success());
+    let seen: serde_json::Value = serde_json::from_slice(&seen).expect("a whole status");
+    assert_eq!(seen["agent_id"], "sh1");
+    let (status, out, err) = finish(ask, None, secs(10)).expect("ask ends");
+    assert_eq!(status.code(), Some(0), "{}", String::from_utf8_lossy(&err));
+    assert_eq!(out, b"whole\n");
+    assert!(runner_alive(&env.agent_dir("sh1").join("lock")));
+    assert!(fs::metadata(format!("/proc/{runner}")).is_ok());
+    assert_eq!(env.status_json("sh1")["status"], "idle");
+}
+
+#[test]
 fn runner_killed_right_after_claiming_fails_the_task_once() {
     let env = Env::new();
     start_paused(&env, "sh1", "after-claim", &[]);

@@ -46,3 +46,36 @@ fn the_example_shell_agent_speaks_the_protocol() {
     wait_until("the lock is free", secs(10), || !runner_alive(&lock));
     env.run(["ask", "shouty", "anyone?"]).expect(5);
 }
+
+/// What a task costs the filesystem: its entry is its `task.json` linked into the inbox, and
+/// the runner's `status.json` takes turns between two files instead of a new one each time.
+#[test]
+fn an_entry_is_its_task_json_linked_and_the_status_takes_turns_in_two_files() {
+    use std::collections::BTreeSet;
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    env.start("sh1", &[]);
+    env.run(["agent", "stop", "sh1"]).ok();
+    let id = env
+        .run(["send", "sh1", "echo linked", "--queue"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let entry = env.agent_dir("sh1").join(format!("inbox/new/5-{id}"));
+    let inode = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+    assert_eq!(inode(&entry), inode(&env.task_dir(&id).join("task.json")));
+    env.start("sh1", &[]);
+    assert_eq!(env.run(["wait", &id]).ok().stdout, "linked\n");
+    let status = env.agent_dir("sh1").join("status.json");
+    let spare = env.agent_dir("sh1").join(".status.json.spare");
+    let mut seen = BTreeSet::new();
+    for n in 0..4 {
+        let out = env.run(["ask", "sh1", &format!("echo {n}")]).ok();
+        assert_eq!(out.stdout, format!("{n}\n"));
+        seen.extend([inode(&status), inode(&spare)]);
+        assert_eq!(env.status_json("sh1")["status"], "idle");
+    }
+    // Eight versions written, in the same two files.
+    assert_eq!(seen.len(), 2, "the files status.json was: {seen:?}");
+}
