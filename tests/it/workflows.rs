@@ -1306,8 +1306,20 @@ fn a_signal_as_send_hands_a_workflow_over_reaches_the_supervisor() {
     // What `baton cancel ROOT` would send if it read send's pid just before the supervisor's.
     signal(send.id(), Signal::SIGTERM);
     signal(send.id(), Signal::SIGCONT);
-    let (_, out, _) = finish(send, None, secs(10)).expect("send ends");
-    let root = String::from_utf8_lossy(&out).trim().to_string();
+    let (st, _, err) = finish(send, None, secs(10)).expect("send ends");
+    // send says what became of what it sent: cancelled, by the supervisor it passed SIGTERM to.
+    let err = String::from_utf8_lossy(&err);
+    assert_eq!(st.code(), Some(4), "{err}");
+    assert!(
+        err.contains("SIGTERM") && err.contains("supervisor"),
+        "{err}"
+    );
+    let root = env
+        .task_ids()
+        .first()
+        .cloned()
+        .expect("the workflow's first task");
+    assert!(err.contains(&root), "{err}");
     until_workflow_done(&env, &root);
     let record: serde_json::Value =
         serde_json::from_slice(&fs::read(env.task_dir(&root).join("workflow.json")).unwrap())

@@ -119,15 +119,17 @@ impl Engine<'_> {
             inbox.add(self.store, &root)?;
             let handed = background::hand_off(self.store, &root, self._record_lock.as_ref());
             pause_point(crate::test_hooks::HANDED_OFF);
+            let mut passed_on = None;
             if let Ok(supervisor) = handed {
-                // A signal meant for the workflow's runner (`baton cancel ROOT` read this
-                // process's pid before the supervisor's was written) goes to the supervisor.
+                // A signal meant for the workflow's runner (Ctrl-C as it was handed over, or
+                // `baton cancel ROOT` that read this process's pid before the supervisor's was
+                // written) goes to the supervisor, which stops the workflow.
                 if let Some(sig) = caller.sigs.take() {
-                    if let Ok(sig) = nix::sys::signal::Signal::try_from(sig) {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(supervisor as i32),
-                            sig,
-                        );
+                    if let Ok(signal) = nix::sys::signal::Signal::try_from(sig) {
+                        let pid = nix::unistd::Pid::from_raw(supervisor as i32);
+                        if nix::sys::signal::kill(pid, signal).is_ok() {
+                            passed_on = Some((sig, supervisor));
+                        }
                     }
                 }
                 // The supervisor shares the lock's open file: unlocking it here (what dropping
@@ -154,7 +156,14 @@ impl Engine<'_> {
                     "{how}, but the rest of the workflow cannot go on in the background ({e:#}); `baton supervise {root}` carries it on"
                 ),
             };
-            let end = TaskEnd::new(&root, &first, State::Detached).with_error(what);
+            let end = match passed_on {
+                Some((sig, supervisor)) => TaskEnd::new(&root, &first, State::Cancelled)
+                    .with_error(format!(
+                        "{} came as the workflow was handed to the background: passed on to its supervisor (pid {supervisor}), which cancels it; `baton wait {root}` shows how it ended",
+                        crate::sys::signals::name(sig)
+                    )),
+                None => TaskEnd::new(&root, &first, State::Detached).with_error(what),
+            };
             return Ok(Run {
                 ends: vec![end],
                 history: std::mem::take(&mut self.history),
