@@ -141,9 +141,14 @@ fn a_waiter_whose_task_folder_is_removed_says_so() {
 
 /// A small tmpfs as the state folder; `None` where mounting is not permitted (said so).
 fn small_state_folder(env: &Env, size: &str) -> Option<TmpMount> {
+    mount_state_folder(env, &format!("size={size}"))
+}
+
+/// The state folder on a tmpfs mounted with `options` (and mode 0700).
+fn mount_state_folder(env: &Env, options: &str) -> Option<TmpMount> {
     fs::create_dir_all(&env.home).unwrap();
     let out = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700",)])
+        .args(["-t", "tmpfs", "-o", &format!("{options},mode=0700")])
         .arg("tmpfs")
         .arg(&env.home)
         .output();
@@ -745,4 +750,43 @@ fn the_profile_lines_are_idempotent() {
         install.contains(&format!("Rust toolchain ({msrv} or newer)")),
         "INSTALL.md names Rust {msrv}"
     );
+}
+
+// A workflow whose lock cannot be made (no inode left for it, just after its first task was
+// delivered) would run with nothing telling `wait`, `cancel` and `gc` that someone runs it: they
+// would take it for abandoned. It is refused, as an environment failure, and its first task is
+// taken back before any agent sees it.
+#[test]
+fn a_workflow_whose_lock_cannot_be_made_is_refused_and_its_first_task_taken_back() {
+    let env = Env::new();
+    let Some(_mount) = mount_state_folder(&env, "size=4m,nr_inodes=400") else {
+        return;
+    };
+    for name in ["a", "b"] {
+        env.start(name, &["--driver", "exec", "--", "cat"]);
+        env.run(["agent", "stop", name]).ok();
+    }
+    // Leave the inodes the first task needs (its folder, prompt and task.json, and its inbox
+    // entry, which tmpfs counts as one), and not one more.
+    let filler = env.home.join("filler");
+    fs::create_dir(&filler).unwrap();
+    let free = || nix::sys::statvfs::statvfs(&env.home).unwrap().files_free();
+    let mut n = 0;
+    while free() > 4 {
+        fs::File::create(filler.join(n.to_string())).unwrap();
+        n += 1;
+    }
+    let out = env
+        .run(["send", "a | b", "two stages", "--queue"])
+        .expect(6);
+    assert!(
+        out.stderr.contains("workflow.lock") && out.stderr.contains("disk is full"),
+        "{}",
+        out.stderr
+    );
+    assert!(env.inbox("a", "new").is_empty(), "taken back");
+    fs::remove_dir_all(&filler).unwrap();
+    env.start("a", &["--driver", "exec", "--", "cat"]);
+    env.run(["status"]).ok();
+    assert!(env.inbox("a", "new").is_empty() && env.inbox("a", "cur").is_empty());
 }

@@ -320,7 +320,7 @@ impl Engine<'_> {
         self.pending.push(p);
         self.owners.push(m);
         if self.keeps_record {
-            self.note_step(&id, agent.name(), m, attempt, round);
+            self.note_step(&id, agent.name(), m, attempt, round)?;
         }
         Ok(())
     }
@@ -341,15 +341,29 @@ impl Engine<'_> {
         self.save();
     }
 
-    /// Adds a delivered task to the record (made with the first one, whose id names it).
-    fn note_step(&mut self, id: &TaskId, agent: &str, m: usize, attempt: u32, round: u32) {
+    /// Adds a delivered task to the record (made with the first one, whose id names it). The
+    /// first also takes the record's lock, which says to `wait`, `cancel` and `gc` that someone
+    /// runs the workflow: one that cannot be taken is an error (the task is then taken back),
+    /// or they would take the workflow for abandoned.
+    fn note_step(
+        &mut self,
+        id: &TaskId,
+        agent: &str,
+        m: usize,
+        attempt: u32,
+        round: u32,
+    ) -> anyhow::Result<()> {
         if self.record.is_none() {
+            let task = self.store.task(id);
+            let held = lock::take(&task.workflow_lock, Duration::ZERO)?.ok_or_else(|| {
+                crate::error::Error::Unreachable(format!(
+                    "the lock of a new workflow is held by another process: {}",
+                    task.workflow_lock.display()
+                ))
+            })?;
+            self._record_lock = Some(held);
             let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
             self.record = Some(Record::new(id, cwd, self.plan.asked()));
-            let task = self.store.task(id);
-            self._record_lock = lock::take(&task.workflow_lock, Duration::ZERO)
-                .ok()
-                .flatten();
             record::set_runner(&task, std::process::id());
         }
         if let Some(r) = self.record.as_mut() {
@@ -364,6 +378,7 @@ impl Engine<'_> {
                 gate: None,
             });
         }
+        Ok(())
     }
 
     /// Records the gate's verdict on task `id`.
