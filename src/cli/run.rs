@@ -125,33 +125,11 @@ fn dispatch(cmd: Cmd) -> Result<Exit> {
                 },
         } => commands::install::uninstall(project.as_deref(), dry_run),
         Cmd::Install {
-            target:
-                InstallTarget::Git {
-                    global,
-                    repo,
-                    editor,
-                    check,
-                },
-        } => commands::git::install(commands::git::GitArgs {
-            global,
-            repo,
-            editor,
-            check,
-        }),
+            target: InstallTarget::Git(git),
+        } => commands::git::install(git.into()),
         Cmd::Uninstall {
-            target:
-                InstallTarget::Git {
-                    global,
-                    repo,
-                    editor,
-                    check,
-                },
-        } => commands::git::uninstall(commands::git::GitArgs {
-            global,
-            repo,
-            editor,
-            check,
-        }),
+            target: InstallTarget::Git(git),
+        } => commands::git::uninstall(git.into()),
         Cmd::Edit {
             file,
             agent,
