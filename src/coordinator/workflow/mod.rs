@@ -11,8 +11,9 @@
 //! the record's lock; whoever holds that lock runs the workflow, and `resume` lets a detached
 //! `baton supervise ROOT` take it over from the record alone when no caller waits any more.
 //!
-//! Here: the engine, its stages and its waits. A member's step once its task has ended (gate,
-//! retry) is in `step`; handing a workflow over and taking it up again in `handover`.
+//! Here: the engine and its waits. Starting a stage, delivering its tasks and keeping the record
+//! are in `deliver`; a member's step once its task has ended (gate, retry) in `step`; handing a
+//! workflow over and taking it up again in `handover`.
 
 use std::time::{Duration, Instant};
 
@@ -23,12 +24,12 @@ use super::resolve::{self, Target};
 use super::wait::{self, Pending, Stop};
 use super::{record_loss, with_answer, Caller};
 use crate::config::Config;
-use crate::protocol::inbox::{self, Request};
-use crate::protocol::workflow::{self as record, Record, Verdict as Judged};
-use crate::protocol::{lock, AgentPaths, Place, State, Store, TaskEnd, TaskId};
+use crate::protocol::workflow::{self as record, Record};
+use crate::protocol::{lock, State, Store, TaskEnd, TaskId};
 use crate::sys::{signals, time};
 use crate::test_hooks::{pause_point, BEFORE_DELIVER};
 
+mod deliver;
 mod handover;
 mod step;
 pub use handover::resume;
@@ -221,201 +222,9 @@ impl Engine<'_> {
         self.plan.stages.len()
     }
 
-    /// The members of the stage that runs, each at its first attempt, with the prompt they all
-    /// start from.
-    fn members_of_stage(&self) -> Vec<Member> {
-        let base = if self.stage == 0 {
-            self.request.clone()
-        } else {
-            compose::stage_prompt(
-                &self.request,
-                self.stage + 1,
-                self.stages(),
-                &self.passed[self.stage - 1],
-            )
-        };
-        self.targets[self.stage]
-            .iter()
-            .map(|t| Member {
-                settings: settings(&self.plan, self.config, t),
-                target: t.clone(),
-                base: base.clone(),
-                attempt: 1,
-                round: 0,
-                end: None,
-            })
-            .collect()
-    }
-
-    /// Starts the stage: its declared agents started if they are not running, then the prompt
-    /// delivered to each. On the first stage a failed delivery takes the others back and is the
-    /// caller's error (nothing was done); on a later one it fails that member.
-    fn start_stage(&mut self, first: bool) -> anyhow::Result<()> {
-        self.winner = None;
-        self.members = self.members_of_stage();
-        // On the first stage, an agent that cannot be started is the caller's error, as it is.
-        let ready = match resolve::ready(
-            self.store,
-            &self.targets[self.stage],
-            self.plan.queue,
-            self.plan.offer_queue,
-        ) {
-            Err(e) if first => return Err(e),
-            other => other.map_err(|e| format!("{e:#}")),
-        };
-        for m in 0..self.members.len() {
-            let delivered = match &ready {
-                Ok(()) => {
-                    let prompt = self.members[m].base.clone();
-                    self.deliver(m, prompt, None)
-                }
-                Err(e) => Err(anyhow::anyhow!("{e}")),
-            };
-            if let Err(e) = delivered {
-                let name = target_name(&self.members[m].target);
-                if first {
-                    self.withdraw_all();
-                    return Err(e.context(format!("delivering the task to {name}")));
-                }
-                self.members[m].end = Some(
-                    TaskEnd::new(&TaskId::new(), &name, State::AgentLost)
-                        .with_error(format!("stage {}: {e:#}", self.stage + 1)),
-                );
-            }
-        }
-        self.save();
-        Ok(())
-    }
-
-    /// Delivers `prompt` for member `m` (to `to`, else to its target); it is waited for from now.
-    fn deliver(&mut self, m: usize, prompt: Vec<u8>, to: Option<AgentPaths>) -> anyhow::Result<()> {
-        let member = &self.members[m];
-        let req = Request {
-            prompt: &prompt,
-            priority: member.settings.priority,
-            timeout: member.settings.timeout,
-            workflow: self.record.as_ref().map(|r| r.root.clone()),
-        };
-        let (delivered, agent, pool) = match (to, &member.target) {
-            (Some(agent), _) => (inbox::deliver(self.store, &agent, &req)?, agent, false),
-            (None, Target::Agent { paths, .. }) => (
-                inbox::deliver(self.store, paths, &req)?,
-                paths.clone(),
-                false,
-            ),
-            (None, Target::Pool { decl }) => (
-                super::team::deliver_to_pool(self.store, self.config, decl, &req)?,
-                self.store.agent_paths(&decl.agent_id(None))?,
-                true,
-            ),
-        };
-        let id = delivered.task.id.clone();
-        let mut p = Pending::new(agent.clone(), delivered.task, delivered.created_ms);
-        p.pool = pool;
-        p.deadline = member.settings.timeout.and_then(time::deadline_after);
-        if self.stages() > 1 {
-            p.label = format!("stage {}/{} ", self.stage + 1, self.stages());
-        }
-        let (attempt, round) = (member.attempt, member.round);
-        self.pending.push(p);
-        self.owners.push(m);
-        if self.keeps_record {
-            self.note_step(&id, agent.name(), m, attempt, round)?;
-        }
-        Ok(())
-    }
-
-    /// Delivers a later attempt or round for member `m`; if that fails, the member ends failed.
-    fn redeliver(&mut self, m: usize, prompt: Vec<u8>, to: Option<AgentPaths>, last: TaskEnd) {
-        if let Err(e) = self.deliver(m, prompt, to) {
-            let why = format!(
-                "{}; delivering it again failed: {e:#}",
-                last.error.as_deref().unwrap_or(last.state.as_str())
-            );
-            self.members[m].end = Some(TaskEnd {
-                state: State::Failed,
-                error: Some(why),
-                ..last
-            });
-        }
-        self.save();
-    }
-
-    /// Adds a delivered task to the record (made with the first one, whose id names it). The
-    /// first also takes the record's lock, which says to `wait`, `cancel` and `gc` that someone
-    /// runs the workflow: one that cannot be taken is an error (the task is then taken back),
-    /// or they would take the workflow for abandoned.
-    fn note_step(
-        &mut self,
-        id: &TaskId,
-        agent: &str,
-        m: usize,
-        attempt: u32,
-        round: u32,
-    ) -> anyhow::Result<()> {
-        if self.record.is_none() {
-            let task = self.store.task(id);
-            let held = lock::take(&task.workflow_lock, Duration::ZERO)?.ok_or_else(|| {
-                crate::error::Error::Unreachable(format!(
-                    "the lock of a new workflow is held by another process: {}",
-                    task.workflow_lock.display()
-                ))
-            })?;
-            self._record_lock = Some(held);
-            let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-            self.record = Some(Record::new(id, cwd, self.plan.asked()));
-            record::set_runner(&task, std::process::id());
-        }
-        if let Some(r) = self.record.as_mut() {
-            r.stage = self.stage as u32 + 1;
-            r.steps.push(record::Step {
-                task_id: id.clone(),
-                agent: agent.to_string(),
-                stage: self.stage as u32 + 1,
-                member: m as u32,
-                attempt,
-                round,
-                gate: None,
-            });
-        }
-        Ok(())
-    }
-
-    /// Records the gate's verdict on task `id`.
-    fn note_verdict(&mut self, id: &TaskId, verdict: Judged) {
-        if let Some(step) = self
-            .record
-            .as_mut()
-            .and_then(|r| r.steps.iter_mut().find(|s| &s.task_id == id))
-        {
-            step.gate = Some(verdict);
-        }
-        self.save();
-    }
-
-    /// Writes the record. A failure is not fatal: the tasks run on, and their own folders are
-    /// the truth; the record is their summary.
-    fn save(&self) {
-        if let Some(r) = &self.record {
-            let _ = r.save(self.store);
-        }
-    }
-
-    /// Where task `id` stands in the workflow (nothing for a plain delegation).
-    fn place(&self, id: &TaskId) -> Option<Place> {
-        self.record.as_ref().and_then(|r| r.place_of(id))
-    }
-
+    /// Takes pending task `i` off the wait, with the member it is for.
     fn take(&mut self, i: usize) -> (Pending, usize) {
         (self.pending.remove(i), self.owners.remove(i))
-    }
-
-    /// Takes every task delivered so far back (the first stage's delivery failed half-way).
-    fn withdraw_all(&mut self) {
-        for p in self.pending.drain(..) {
-            let _ = inbox::withdraw_or_cancel(self.store, &p.agent, &p.task.id, State::Cancelled);
-        }
-        self.owners.clear();
     }
 
     /// Waits and steps every member until the plan has its outcome.
