@@ -150,8 +150,14 @@ impl AgentPaths {
         super::store::exists(&self.pool_marker)
     }
 
+    /// The runner's status. Read a second time if what was read does not parse: a reader that
+    /// opened the file in the instant of a swap can, at worst, have read a version its runner
+    /// died writing (`rewritten`); one that still does not parse was broken by hand.
     pub fn read_status(&self) -> Result<Option<Status>, StoreError> {
-        super::read_json(&self.status)
+        match super::read_json(&self.status) {
+            Err(StoreError::Malformed { .. }) => super::read_json(&self.status),
+            read => read,
+        }
     }
 }
 

@@ -15,13 +15,16 @@
 //! the old version may still be reading it, so the spare is written only under a write lease
 //! (`F_SETLEASE`), which the kernel grants only while no one else has the file open, and which
 //! makes anyone opening it meanwhile wait until the lease is given back. A spare someone holds
-//! open is let go (its reader keeps its version) and a new one is made. Where the filesystem
-//! has no leases or no exchange, every version is a temp file and a rename.
+//! open, or that has another name (a hard link someone keeps), is let go and a new one is made.
+//! Where the filesystem has no leases or no exchange, every version is a temp file and a rename.
+//! Seen from outside: a watcher of the folder sees each swap as two renames (the spare's name
+//! and the file's trade places), and an `O_NONBLOCK` open of the spare while it is written
+//! fails with EWOULDBLOCK instead of waiting.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -50,12 +53,12 @@ enum Swap {
 
 impl Rewritten {
     pub fn new(path: &Path) -> Rewritten {
-        quiet_lease_breaks();
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         Rewritten {
             path: path.to_path_buf(),
             spare: path.with_file_name(format!(".{name}.spare")),
-            reuse: true,
+            // Without a handler for the SIGIO a lease break sends, a lease would be fatal.
+            reuse: quiet_lease_breaks(),
         }
     }
 
@@ -77,9 +80,15 @@ impl Rewritten {
         };
         match lease(&spare, libc::F_WRLCK) {
             Ok(()) => {}
-            // Someone has the old version open: it stays theirs, and the next write makes a
-            // new spare.
-            Err(Errno::EAGAIN) | Err(Errno::EBUSY) => {
+            // A spare made just now that no one can have open, refused anyway: this filesystem
+            // never grants the lease.
+            Err(_) if made => {
+                let _ = fs::remove_file(&self.spare);
+                return Ok(Swap::Never);
+            }
+            // Someone has the old version open (or it is not ours to lease): it stays as it
+            // is, and the next write makes a new spare.
+            Err(Errno::EAGAIN) | Err(Errno::EBUSY) | Err(Errno::EACCES) => {
                 let _ = fs::remove_file(&self.spare);
                 return Ok(Swap::NotNow);
             }
@@ -92,7 +101,11 @@ impl Rewritten {
             .write_all_at(bytes, 0)
             .and_then(|()| spare.set_len(bytes.len() as u64));
         // Given back whatever happened: an opener waiting for it goes on, and reads this
-        // version, which is the next one the file will hold.
+        // version, which is the next one the file will hold. (Only if this process dies between
+        // the write and the truncation, or is stopped longer than the kernel's lease-break-time,
+        // 45 s by default, can such an opener — one that looked the name up before the last
+        // swap — read a version with the end of the one before: `AgentPaths::read_status`
+        // reads the file again when what it read does not parse.)
         let _ = lease(&spare, libc::F_UNLCK);
         written.during("writing", &self.spare)?;
         drop(spare);
@@ -119,8 +132,9 @@ impl Rewritten {
     }
 
     /// The spare, and whether it was made now (there was none). `None` if its name holds
-    /// something that is not a plain file (a link, a folder): that is removed if it can be, and
-    /// a temp file does this version.
+    /// something other than a plain file of ours with no other name (a symlink, a folder, a
+    /// hard link someone made to keep a version): that is removed if it can be (a hard link's
+    /// other names keep their content), and a temp file does this version.
     fn open_spare(&self) -> Result<Option<(File, bool)>, StoreError> {
         let open = |create: bool| {
             OpenOptions::new()
@@ -132,7 +146,13 @@ impl Rewritten {
                 .open(&self.spare)
         };
         match open(false) {
-            Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => Ok(Some((f, false))),
+            Ok(f)
+                if f.metadata().is_ok_and(|m| {
+                    m.is_file() && m.nlink() == 1 && m.uid() == nix::unistd::geteuid().as_raw()
+                }) =>
+            {
+                Ok(Some((f, false)))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => match open(true) {
                 Ok(f) => Ok(Some((f, true))),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
@@ -158,13 +178,12 @@ fn lease(file: &File, kind: libc::c_int) -> Result<(), Errno> {
 
 /// Someone opening a leased spare makes the kernel send its holder SIGIO, whose default action
 /// ends the process; a no-op handler takes it instead (and, unlike "ignore", is not passed on
-/// to the agents the process starts).
-fn quiet_lease_breaks() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: the action does nothing, which is async-signal-safe.
-        let _ = unsafe { signal_hook::low_level::register(libc::SIGIO, || {}) };
-    });
+/// to the agents the process starts). False if it cannot be installed.
+fn quiet_lease_breaks() -> bool {
+    static INSTALLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    // SAFETY: the action does nothing, which is async-signal-safe.
+    *INSTALLED
+        .get_or_init(|| unsafe { signal_hook::low_level::register(libc::SIGIO, || {}) }.is_ok())
 }
 
 #[cfg(test)]
@@ -201,6 +220,21 @@ mod tests {
     }
 
     #[test]
+    fn a_version_someone_kept_a_hard_link_to_is_never_written_into() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        let mut file = Rewritten::new(&path);
+        file.write(b"one\n").unwrap();
+        let kept = dir.path().join("kept");
+        fs::hard_link(&path, &kept).unwrap();
+        for v in ["two\n", "three\n", "four\n"] {
+            file.write(v.as_bytes()).unwrap();
+            assert_eq!(fs::read_to_string(&path).unwrap(), v);
+        }
+        assert_eq!(fs::read(&kept).unwrap(), b"one\n");
+    }
+
+    #[test]
     fn a_link_planted_as_the_spare_is_not_followed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("status.json");
@@ -211,6 +245,13 @@ mod tests {
         file.write(b"one\n").unwrap();
         file.write(b"two\n").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two\n");
+        assert_eq!(fs::read(&outside).unwrap(), b"untouched");
+        // Nor a hard link to a file of the user's.
+        fs::remove_file(dir.path().join(".status.json.spare")).unwrap();
+        fs::hard_link(&outside, dir.path().join(".status.json.spare")).unwrap();
+        file.write(b"three\n").unwrap();
+        file.write(b"four\n").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"four\n");
         assert_eq!(fs::read(&outside).unwrap(), b"untouched");
     }
 }
