@@ -2,11 +2,12 @@
 //!
 //! A caller writes a task folder completely, then creates the entry (named for the task, a hard
 //! link to its `task.json`) in `inbox/new/` (`deliver`); it can take a queued task back by
-//! renaming its entry away, or ask the runner to stop a claimed one (`withdraw_or_cancel`). A runner claims the first entry
-//! of `inbox/new/` in name order (priority, then time) by renaming it into `inbox/cur/`
-//! (`claim`); rename is atomic, so exactly one claimer wins. When the task has its end, the
-//! runner removes the `cur/` entry (`release`). Entries left in `cur/` were claimed by a runner
-//! that died (`claimed`); entries a runner cannot serve go to `inbox/bad/` (`quarantine`).
+//! renaming its entry away, or ask the runner to stop a claimed one (`withdraw_or_cancel`). A
+//! runner claims the first entry of `inbox/new/` in name order (priority, then time) by renaming
+//! it into `inbox/cur/` (`claim`); rename is atomic, so exactly one claimer wins. When the task
+//! has its end, the runner removes the `cur/` entry (`release`). Entries left in `cur/` were
+//! claimed by a runner that died (`claimed`); entries a runner cannot serve go to `inbox/bad/`
+//! (`quarantine`).
 //!
 //! Invariant: a task id appears in an inbox only once its folder holds `task.json` and `prompt`.
 

@@ -190,7 +190,6 @@ fn quiet_lease_breaks() -> bool {
 mod tests {
     use super::*;
     use std::io::Read;
-    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn each_version_replaces_the_last_and_a_held_one_is_never_written_into() {
