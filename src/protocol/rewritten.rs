@@ -38,6 +38,8 @@ use crate::error::{IoContext, StoreError};
 pub struct Rewritten {
     path: PathBuf,
     spare: PathBuf,
+    /// This process's user, who must own the spare.
+    uid: u32,
     /// False once the filesystem has shown it cannot lease or exchange.
     reuse: bool,
 }
@@ -57,6 +59,7 @@ impl Rewritten {
         Rewritten {
             path: path.to_path_buf(),
             spare: path.with_file_name(format!(".{name}.spare")),
+            uid: nix::unistd::geteuid().as_raw(),
             // Without a handler for the SIGIO a lease break sends, a lease would be fatal.
             reuse: quiet_lease_breaks(),
         }
@@ -75,7 +78,7 @@ impl Rewritten {
     }
 
     fn swap_in(&self, bytes: &[u8]) -> Result<Swap, StoreError> {
-        let Some((spare, made)) = self.open_spare()? else {
+        let Some((spare, len, made)) = self.open_spare()? else {
             return Ok(Swap::NotNow);
         };
         match lease(&spare, libc::F_WRLCK) {
@@ -97,9 +100,15 @@ impl Rewritten {
         if !made {
             crate::test_hooks::pause_point(crate::test_hooks::SPARE_LEASED);
         }
-        let written = spare
-            .write_all_at(bytes, 0)
-            .and_then(|()| spare.set_len(bytes.len() as u64));
+        // Cut to length only if it is shorter than the last version.
+        let written = spare.write_all_at(bytes, 0).and_then(|()| {
+            let new_len = bytes.len() as u64;
+            if new_len < len {
+                spare.set_len(new_len)
+            } else {
+                Ok(())
+            }
+        });
         // Given back whatever happened: an opener waiting for it goes on, and reads this
         // version, which is the next one the file will hold. (Only if this process dies between
         // the write and the truncation, or is stopped longer than the kernel's lease-break-time,
@@ -131,11 +140,11 @@ impl Rewritten {
         }
     }
 
-    /// The spare, and whether it was made now (there was none). `None` if its name holds
-    /// something other than a plain file of ours with no other name (a symlink, a folder, a
-    /// hard link someone made to keep a version): that is removed if it can be (a hard link's
+    /// The spare, its length, and whether it was made now (there was none). `None` if its name
+    /// holds something other than a plain file of ours with no other name (a symlink, a folder,
+    /// a hard link someone made to keep a version): that is removed if it can be (a hard link's
     /// other names keep their content), and a temp file does this version.
-    fn open_spare(&self) -> Result<Option<(File, bool)>, StoreError> {
+    fn open_spare(&self) -> Result<Option<(File, u64, bool)>, StoreError> {
         let open = |create: bool| {
             OpenOptions::new()
                 .read(true)
@@ -145,16 +154,11 @@ impl Rewritten {
                 .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
                 .open(&self.spare)
         };
-        match open(false) {
-            Ok(f)
-                if f.metadata().is_ok_and(|m| {
-                    m.is_file() && m.nlink() == 1 && m.uid() == nix::unistd::geteuid().as_raw()
-                }) =>
-            {
-                Ok(Some((f, false)))
-            }
+        let ours = |m: &fs::Metadata| m.is_file() && m.nlink() == 1 && m.uid() == self.uid;
+        match open(false).and_then(|f| f.metadata().map(|m| (f, m))) {
+            Ok((f, m)) if ours(&m) => Ok(Some((f, m.len(), false))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => match open(true) {
-                Ok(f) => Ok(Some((f, true))),
+                Ok(f) => Ok(Some((f, 0, true))),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
                 Err(e) => Err(StoreError::io("creating", &self.spare, e)),
             },
