@@ -59,8 +59,8 @@ struct Runner<'a> {
     control: control::Server,
     /// Set when a control request asks to cancel the task in flight.
     cancel_current: bool,
-    /// The task in flight has no inotify watch (the watch limit): look for `cancel` each second.
-    unwatched: bool,
+    /// The watch on the folder of the task in flight, if it has one (none: the watch limit).
+    task_watch: Option<inotify::WatchDescriptor>,
     /// Callers waiting on the control socket for a task to finish.
     watchers: Vec<(TaskId, Incoming)>,
     /// Ends that could not be recorded yet (a full disk), with their claimed entries.
@@ -188,7 +188,7 @@ impl<'a> Runner<'a> {
             started_ms: 0,
             control,
             cancel_current: false,
-            unwatched: false,
+            task_watch: None,
             watchers: Vec::new(),
             pending_ends: Vec::new(),
             trouble: None,

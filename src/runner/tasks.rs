@@ -151,6 +151,7 @@ impl Runner<'_> {
                 self.wake(&entry.id, None);
             }
         }
+        self.unwatch_task();
     }
 
     /// The end of a claimed task: `None` if it had one already (withdrawn, or finished).
@@ -345,24 +346,6 @@ impl Runner<'_> {
                 return Ok(self.ended(envelope, State::Failed, None, Some(e.to_string())));
             }
         };
-        // Without a watch on the task folder (the inotify watch limit), a cancel request is
-        // still seen: `supervise` then also looks for it once a second. Watched: the cancel
-        // request arriving, and the folder's files going (a folder whose agent still holds files
-        // in it reports its own deletion only after the agent lets go).
-        let wd = match self.inotify.watches().add(
-            &task.dir,
-            WatchMask::MOVED_TO | WatchMask::CREATE | WatchMask::DELETE | WatchMask::DELETE_SELF,
-        ) {
-            Ok(wd) => Some(wd),
-            Err(e) => {
-                let e = inotify_error("watching", &task.dir, e);
-                self.say(&format!(
-                    "{e}; checking for a cancel request once a second instead"
-                ));
-                None
-            }
-        };
-        self.unwatched = wd.is_none();
         let prompt = self.prompt_with_mail(task);
         let ctx = TaskCtx {
             id,
@@ -371,8 +354,10 @@ impl Runner<'_> {
             output_file,
             progress: &task.progress,
         };
-        // Start first, then say so: the status and the log are written while the task runs.
+        // Start first, then watch and say so: the watch, the status and the log are made while
+        // the task runs. (`supervise` looks for a cancel request once the watch is there.)
         let started = self.driver.start(ctx);
+        self.watch_task(task);
         self.status.status = AgentState::Working;
         self.status.current_task = Some(id.to_string());
         if let Err(e) = self.write_status() {
@@ -383,12 +368,36 @@ impl Runner<'_> {
             Err(e) => (State::Failed, e.exit_code(), Some(e.to_string())),
             Ok(()) => self.supervise(envelope, task)?,
         };
-        if let Some(wd) = wd {
+        Ok(self.ended(envelope, state, exit_code, error))
+    }
+
+    /// Watches the folder of the task in flight: the cancel request arriving, and the folder's
+    /// files going (a folder whose agent still holds files in it reports its own deletion only
+    /// after the agent lets go). Without the watch (the inotify watch limit), a cancel request
+    /// is still seen: `supervise` then also looks for it once a second.
+    fn watch_task(&mut self, task: &TaskPaths) {
+        let mask =
+            WatchMask::MOVED_TO | WatchMask::CREATE | WatchMask::DELETE | WatchMask::DELETE_SELF;
+        self.task_watch = match self.inotify.watches().add(&task.dir, mask) {
+            Ok(wd) => Some(wd),
+            Err(e) => {
+                let e = inotify_error("watching", &task.dir, e);
+                self.say(&format!(
+                    "{e}; checking for a cancel request once a second instead"
+                ));
+                None
+            }
+        };
+    }
+
+    /// Stops watching the folder of the task that ended, once its waiters have been told.
+    fn unwatch_task(&mut self) {
+        if let Some(wd) = self.task_watch.take() {
             let _ = self.inotify.watches().remove(wd);
-            // Removing the watch queues an event of its own: take it now, not as a wake-up.
+            // The events of the end's own files, and the one removing the watch queues: taken
+            // now, not as a wake-up.
             drain_inotify(&mut self.inotify);
         }
-        Ok(self.ended(envelope, state, exit_code, error))
     }
 
     /// The end of the task in flight.
@@ -462,8 +471,10 @@ impl Runner<'_> {
             let task_deadline = envelope.deadline_ms.and_then(|d| {
                 Instant::now().checked_add(Duration::from_millis(d.saturating_sub(time::now_ms())))
             });
+            // No watch on the task folder (the watch limit): look for `cancel` each second.
             let fallback = self
-                .unwatched
+                .task_watch
+                .is_none()
                 .then(|| Instant::now() + Duration::from_secs(1));
             let deadline = earliest([task_deadline, self.driver.next_deadline(), fallback]);
             if let Err(e) = self.sleep(true, deadline) {
