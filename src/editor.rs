@@ -126,7 +126,8 @@ fn results(store: &Store, config: &Config, file: &Path) -> anyhow::Result<Exit> 
 fn background(store: &Store, config: &Config, plan: &Plan, file: &Path) -> anyhow::Result<Exit> {
     let mut caller = Caller::new(false)?;
     let ends = coordinator::delegate(store, config, plan, &mut caller)?;
-    // Stopped (a signal) before it was handed over: taken back, and the file left as it was.
+    // Stopped by a signal as it was handed over (taken back, or cancelled by the supervisor
+    // the signal was passed on to): the file is left as it was, and the end says which.
     if let Some(end) = ends
         .iter()
         .find(|e| !matches!(e.state, State::Detached | State::Ok))

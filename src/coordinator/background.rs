@@ -81,7 +81,7 @@ pub fn hand_off(
         .spawn()
         .map_err(|e| Error::Unreachable(format!("starting `baton supervise {root}`: {e}")))?;
     // Named as the workflow's runner before this process lets go of the lock.
-    crate::protocol::workflow::set_runner(&store.task(root), child.id());
+    let _ = crate::protocol::workflow::set_runner(&store.task(root), child.id());
     Ok(child.id())
 }
 

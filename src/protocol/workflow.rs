@@ -171,8 +171,8 @@ impl Record {
 
 /// Records `pid` as the process that runs the workflow rooted at `task` (the caller, then its
 /// supervisor; whoever holds its lock): `baton cancel ROOT` stops the workflow through it.
-pub fn set_runner(task: &TaskPaths, pid: u32) {
-    let _ = super::store::write_atomic(&task.workflow_pid, pid.to_string().as_bytes());
+pub fn set_runner(task: &TaskPaths, pid: u32) -> Result<(), crate::error::StoreError> {
+    super::store::write_atomic(&task.workflow_pid, pid.to_string().as_bytes())
 }
 
 /// The process that runs the workflow rooted at `task`, as last recorded.

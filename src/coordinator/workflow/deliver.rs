@@ -66,7 +66,9 @@ impl Engine<'_> {
                 let name = target_name(&self.members[m].target);
                 if first {
                     self.withdraw_all();
-                    return Err(e.context(format!("delivering the task to {name}")));
+                    return Err(e.context(format!(
+                        "delivering the task to {name} (what was delivered was taken back)"
+                    )));
                 }
                 self.members[m].end = Some(
                     TaskEnd::new(&TaskId::new(), &name, State::AgentLost)
@@ -74,7 +76,18 @@ impl Engine<'_> {
                 );
             }
         }
-        self.save();
+        match &self.record {
+            // The record is what `wait`, `cancel` and a supervisor go by: on the first stage, one
+            // that cannot be written is the caller's error, as a failed delivery is.
+            Some(r) if first => {
+                if let Err(e) = r.save(self.store) {
+                    self.withdraw_all();
+                    return Err(anyhow::Error::from(e)
+                        .context("writing the workflow's record (its tasks were taken back)"));
+                }
+            }
+            _ => self.save(),
+        }
         Ok(())
     }
 
@@ -145,8 +158,9 @@ impl Engine<'_> {
 
     /// Adds a delivered task to the record (made with the first one, whose id names it). The
     /// first also takes the record's lock, which says to `wait`, `cancel` and `gc` that someone
-    /// runs the workflow: one that cannot be taken is an error (the task is then taken back),
-    /// or they would take the workflow for abandoned.
+    /// runs the workflow, and writes who that is (`workflow.pid`, which `cancel` signals): one
+    /// that cannot be taken or written is an error (the task is then taken back), or they
+    /// would take the workflow for abandoned.
     fn note_step(
         &mut self,
         id: &TaskId,
@@ -166,7 +180,7 @@ impl Engine<'_> {
             self._record_lock = Some(held);
             let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
             self.record = Some(Record::new(id, cwd, self.plan.asked()));
-            record::set_runner(&task, std::process::id());
+            record::set_runner(&task, std::process::id())?;
         }
         if let Some(r) = self.record.as_mut() {
             r.stage = self.stage as u32 + 1;

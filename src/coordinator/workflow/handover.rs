@@ -37,7 +37,7 @@ pub fn resume(store: &Store, root: &TaskId) -> anyhow::Result<Run> {
             paths.workflow_lock.display()
         ))
     })?;
-    record::set_runner(&paths, std::process::id());
+    let _ = record::set_runner(&paths, std::process::id());
     pause_point(crate::test_hooks::SUPERVISING);
     carry_on(store, root, &mut caller).inspect_err(|e| {
         if let Ok(Some(mut rec)) = record::load(&paths) {
@@ -104,7 +104,8 @@ fn carry_on(store: &Store, root: &TaskId, caller: &mut Caller) -> anyhow::Result
 impl Engine<'_> {
     /// No one will wait for the rest (`send`, `&`, or `d` when `detached`): a plain task's answer
     /// goes to the results inbox; a workflow is handed to a detached supervisor, which runs it to
-    /// its end from its record.
+    /// its end from its record. What cannot be let go (its results entry or its record cannot be
+    /// written) is stopped, and the error says why.
     pub(super) fn let_go(&mut self, caller: &mut Caller, detached: bool) -> anyhow::Result<Run> {
         let inbox = background::results_inbox(self.store, self.config);
         let how = if detached {
@@ -112,86 +113,119 @@ impl Engine<'_> {
         } else {
             "delivered; the task runs on"
         };
-        if let Some(r) = self.record.as_mut() {
-            r.results = Some(inbox.key.clone());
-            let root = r.root.clone();
-            self.save();
-            inbox.add(self.store, &root)?;
-            let handed = background::hand_off(self.store, &root, self._record_lock.as_ref());
-            pause_point(crate::test_hooks::HANDED_OFF);
-            let mut passed_on = None;
-            if let Ok(supervisor) = handed {
-                // A signal meant for the workflow's runner (Ctrl-C as it was handed over, or
-                // `baton cancel ROOT` that read this process's pid before the supervisor's was
-                // written) goes to the supervisor, which stops the workflow.
-                if let Some(sig) = caller.sigs.take() {
-                    if let Ok(signal) = nix::sys::signal::Signal::try_from(sig) {
-                        let pid = nix::unistd::Pid::from_raw(supervisor as i32);
-                        if nix::sys::signal::kill(pid, signal).is_ok() {
-                            passed_on = Some((sig, supervisor));
-                        }
-                    }
-                }
-                // The supervisor shares the lock's open file: unlocking it here (what dropping
-                // the lock does) would unlock it for the supervisor too. Closing this process's
-                // descriptor does not: the lock stays with the supervisor's, and no one takes
-                // this process (which may wait for a key a while yet) for the workflow's runner.
-                if let Some(lock) = self._record_lock.take() {
-                    use std::os::fd::AsRawFd;
-                    let fd = lock.as_raw_fd();
-                    std::mem::forget(lock);
-                    let _ = nix::unistd::close(fd);
-                }
-            }
-            let first = self
-                .pending
-                .first()
-                .map(|p| p.agent.name().to_string())
-                .unwrap_or_default();
-            let what = match handed {
-                Ok(_) => format!(
-                    "{how} as a workflow in the background: its outcome goes to `baton results`; `baton wait {root}` waits for it"
-                ),
-                Err(e) => format!(
-                    "{how}, but the rest of the workflow cannot go on in the background ({e:#}); `baton supervise {root}` carries it on"
-                ),
-            };
-            let end = match passed_on {
-                Some((sig, supervisor)) => TaskEnd::new(&root, &first, State::Cancelled)
-                    .with_error(format!(
-                        "{} came as the workflow was handed to the background: passed on to its supervisor (pid {supervisor}), which cancels it; `baton wait {root}` shows how it ended",
-                        crate::sys::signals::name(sig)
-                    )),
-                None => TaskEnd::new(&root, &first, State::Detached).with_error(what),
-            };
-            return Ok(Run {
-                ends: vec![end],
-                history: std::mem::take(&mut self.history),
-                root: Some(root),
-            });
+        if self.record.is_some() {
+            return self.hand_over(caller, &inbox, how);
         }
         // Members that have answered already: their answers go to the results inbox too, not
         // away with the wait.
-        for end in self.members.iter().filter_map(|m| m.end.as_ref()) {
-            if self.store.task(&end.task_id).is_done() {
-                inbox.add(self.store, &end.task_id)?;
-            }
-        }
-        let mut ends = Vec::new();
-        for p in &self.pending {
-            inbox.add(self.store, &p.task.id)?;
-            ends.push(p.ended(
-                State::Detached,
-                format!(
-                    "{how}: its answer goes to `baton results`; `baton wait {0}` or `baton result {0}`",
-                    p.task.id
-                ),
+        let done: Vec<TaskId> = (self.members.iter().filter_map(|m| m.end.as_ref()))
+            .filter(|end| self.store.task(&end.task_id).is_done())
+            .map(|end| end.task_id.clone())
+            .collect();
+        let pending: Vec<TaskId> = self.pending.iter().map(|p| p.task.id.clone()).collect();
+        if let Err(e) = (done.iter().chain(&pending)).try_for_each(|id| inbox.add(self.store, id)) {
+            self.stop_all(
+                State::Cancelled,
+                "its answer could not be put in the results inbox",
+            );
+            return Err(anyhow::Error::from(e).context(
+                "the task was cancelled: its answer could not be put in the results inbox",
             ));
         }
+        let ends = (self.pending.iter())
+            .map(|p| {
+                p.ended(
+                    State::Detached,
+                    format!(
+                        "{how}: its answer goes to `baton results`; `baton wait {0}` or `baton result {0}`",
+                        p.task.id
+                    ),
+                )
+            })
+            .collect();
         Ok(Run {
             ends,
             history: std::mem::take(&mut self.history),
             root: None,
+        })
+    }
+
+    /// `let_go` for a workflow: its record and results entry written, then a supervisor started
+    /// that takes its lock over.
+    fn hand_over(
+        &mut self,
+        caller: &mut Caller,
+        inbox: &crate::protocol::results::Inbox,
+        how: &str,
+    ) -> anyhow::Result<Run> {
+        let Some(r) = self.record.as_mut() else {
+            return Err(anyhow::anyhow!("no workflow record to hand over"));
+        };
+        r.results = Some(inbox.key.clone());
+        let root = r.root.clone();
+        // Without its record no one can carry the workflow on, and without its entry no one
+        // hears how it ended: it is stopped instead.
+        let written = r
+            .save(self.store)
+            .and_then(|()| inbox.add(self.store, &root));
+        if let Err(e) = written {
+            let why = "it could not be handed to the background";
+            self.cancelled(why);
+            return Err(
+                anyhow::Error::from(e).context(format!("the workflow was cancelled: {why}"))
+            );
+        }
+        let handed = background::hand_off(self.store, &root, self._record_lock.as_ref());
+        pause_point(crate::test_hooks::HANDED_OFF);
+        // A stop signal that came meanwhile is meant for the workflow's runner (Ctrl-C as it was
+        // handed over, or `baton cancel ROOT` that read this process's pid before the
+        // supervisor's was written): the supervisor gets it and stops the workflow; with no
+        // supervisor to take it, this process stops it.
+        let mut passed_on = None;
+        if let Some(sig) = caller.sigs.take() {
+            match handed.as_ref().ok().filter(|&&pid| pass_on(pid, sig)) {
+                Some(&supervisor) => passed_on = Some((sig, supervisor)),
+                None => {
+                    let why = format!(
+                        "{} came as the workflow was handed to the background",
+                        crate::sys::signals::name(sig)
+                    );
+                    return Ok(self.cancelled(&why));
+                }
+            }
+        }
+        if handed.is_ok() {
+            // The supervisor shares the lock's open file: unlocking it here (what dropping the
+            // lock does) would unlock it for the supervisor too. Closing this process's
+            // descriptor does not: the lock stays with the supervisor's, and no one takes this
+            // process (which may wait for a key a while yet) for the workflow's runner.
+            if let Some(lock) = self._record_lock.take() {
+                use std::os::fd::AsRawFd;
+                let fd = lock.as_raw_fd();
+                std::mem::forget(lock);
+                let _ = nix::unistd::close(fd);
+            }
+        }
+        let first = (self.pending.first())
+            .map(|p| p.agent.name().to_string())
+            .unwrap_or_default();
+        let end = match (passed_on, handed) {
+            (Some((sig, supervisor)), _) => TaskEnd::new(&root, &first, State::Cancelled)
+                .with_error(format!(
+                    "{} came as the workflow was handed to the background: passed on to its supervisor (pid {supervisor}), which cancels it; `baton wait {root}` shows how it ended",
+                    crate::sys::signals::name(sig)
+                )),
+            (None, Ok(_)) => TaskEnd::new(&root, &first, State::Detached).with_error(format!(
+                "{how} as a workflow in the background: its outcome goes to `baton results`; `baton wait {root}` waits for it"
+            )),
+            (None, Err(e)) => TaskEnd::new(&root, &first, State::Detached).with_error(format!(
+                "{how}, but the rest of the workflow cannot go on in the background ({e:#}); `baton supervise {root}` carries it on"
+            )),
+        };
+        Ok(Run {
+            ends: vec![end],
+            history: std::mem::take(&mut self.history),
+            root: Some(root),
         })
     }
 
@@ -267,4 +301,11 @@ impl Engine<'_> {
         }
         Ok(None)
     }
+}
+
+/// Sends `sig` to the supervisor `pid`; false if it could not be sent (the supervisor is gone).
+fn pass_on(pid: u32, sig: i32) -> bool {
+    nix::sys::signal::Signal::try_from(sig).is_ok_and(|signal| {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).is_ok()
+    })
 }
