@@ -9,7 +9,8 @@
 //! claimed by a runner that died (`claimed`); entries a runner cannot serve go to `inbox/bad/`
 //! (`quarantine`).
 //!
-//! Invariant: a task id appears in an inbox only once its folder holds `task.json` and `prompt`.
+//! Invariant: a task id appears in an inbox only once its folder holds `task.json` and `prompt`
+//! (and, for a workflow's first task, `workflow.lock`, held by whoever runs the workflow).
 
 use std::fs;
 use std::io;
@@ -58,15 +59,20 @@ pub struct Request<'a> {
     pub timeout: Option<Duration>,
     /// The workflow the task is a step of (its first task), if any.
     pub workflow: Option<TaskId>,
+    /// The task is a workflow's first: its `workflow.lock` is taken before the entry is made (so
+    /// that no agent can see a workflow no one holds) and handed back in `Delivered`.
+    pub starts_workflow: bool,
 }
 
 /// A delivered task.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Delivered {
     pub agent: String,
     pub task: TaskPaths,
     pub entry: Entry,
     pub created_ms: u64,
+    /// The lock of the workflow it starts (`Request::starts_workflow`).
+    pub workflow_lock: Option<super::lock::Held>,
 }
 
 /// Writes the task folder and drops the task into `agent`'s inbox. On failure nothing is left
@@ -89,6 +95,7 @@ pub fn deliver(store: &Store, agent: &AgentPaths, req: &Request) -> Result<Deliv
         workflow: req.workflow.clone(),
     };
     let entry = Entry::new(envelope.priority, &id);
+    let mut workflow_lock = None;
     let written = (|| {
         store::create_dir(&task.dir)?;
         // The folder is new and no one reads it before its entry lands: plain writes suffice.
@@ -99,6 +106,16 @@ pub fn deliver(store: &Store, agent: &AgentPaths, req: &Request) -> Result<Deliv
         })?;
         json.push(b'\n');
         write_fresh(&task.task, &json)?;
+        if req.starts_workflow {
+            let held = super::lock::take(&task.workflow_lock, Duration::ZERO)?;
+            workflow_lock = Some(held.ok_or_else(|| {
+                StoreError::io(
+                    "locking",
+                    &task.workflow_lock,
+                    io::Error::from(io::ErrorKind::WouldBlock),
+                )
+            })?);
+        }
         write_entry(&task.task, &agent.inbox_new.join(&entry.name))
     })();
     if let Err(e) = written {
@@ -110,6 +127,7 @@ pub fn deliver(store: &Store, agent: &AgentPaths, req: &Request) -> Result<Deliv
         task,
         entry,
         created_ms: now,
+        workflow_lock,
     })
 }
 

@@ -1,14 +1,13 @@
 //! A stage's start and its deliveries: the members of the stage that runs, each member's task
 //! delivered (and delivered again after a failure), and the record kept up to date with every
-//! task delivered and every verdict, under the record's lock taken with the first task.
-
-use std::time::Duration;
+//! task delivered and every verdict, under the record's lock (taken as the first task is
+//! delivered, before any agent can see it).
 
 use super::{compose, resolve, settings, target_name, Engine, Member, Target};
 use crate::coordinator::wait::Pending;
 use crate::protocol::inbox::{self, Request};
 use crate::protocol::workflow::{self as record, Record, Verdict as Judged};
-use crate::protocol::{lock, AgentPaths, Place, State, TaskEnd, TaskId};
+use crate::protocol::{AgentPaths, Place, State, TaskEnd, TaskId};
 use crate::sys::time;
 
 impl Engine<'_> {
@@ -104,8 +103,9 @@ impl Engine<'_> {
             priority: member.settings.priority,
             timeout: member.settings.timeout,
             workflow: self.record.as_ref().map(|r| r.root.clone()),
+            starts_workflow: self.keeps_record && self.record.is_none(),
         };
-        let (delivered, agent, pool) = match (to, &member.target) {
+        let (mut delivered, agent, pool) = match (to, &member.target) {
             (Some(agent), _) => (inbox::deliver(self.store, &agent, &req)?, agent, false),
             (None, Target::Agent { paths, .. }) => (
                 inbox::deliver(self.store, paths, &req)?,
@@ -119,6 +119,7 @@ impl Engine<'_> {
             ),
         };
         let id = delivered.task.id.clone();
+        let workflow_lock = delivered.workflow_lock.take();
         let mut p = Pending::new(agent.clone(), delivered.task, delivered.created_ms);
         p.pool = pool;
         p.deadline = member.settings.timeout.and_then(time::deadline_after);
@@ -128,6 +129,9 @@ impl Engine<'_> {
         let (attempt, round) = (member.attempt, member.round);
         self.pending.push(p);
         self.owners.push(m);
+        if let Some(held) = workflow_lock {
+            self._record_lock = Some(held);
+        }
         if self.keeps_record {
             self.note_step(&id, agent.name(), m, attempt, round)?;
         }
@@ -156,11 +160,11 @@ impl Engine<'_> {
         self.save();
     }
 
-    /// Adds a delivered task to the record (made with the first one, whose id names it). The
-    /// first also takes the record's lock, which says to `wait`, `cancel` and `gc` that someone
-    /// runs the workflow, and writes who that is (`workflow.pid`, which `cancel` signals): one
-    /// that cannot be taken or written is an error (the task is then taken back), or they
-    /// would take the workflow for abandoned.
+    /// Adds a delivered task to the record (made with the first one, whose id names it, and
+    /// whose delivery took the record's lock, which says to `wait`, `cancel` and `gc` that
+    /// someone runs the workflow). The first also writes who that is (`workflow.pid`, which
+    /// `cancel` signals): one that cannot be written is an error (the task is then taken back),
+    /// or `cancel` could not reach the workflow's runner.
     fn note_step(
         &mut self,
         id: &TaskId,
@@ -171,13 +175,6 @@ impl Engine<'_> {
     ) -> anyhow::Result<()> {
         if self.record.is_none() {
             let task = self.store.task(id);
-            let held = lock::take(&task.workflow_lock, Duration::ZERO)?.ok_or_else(|| {
-                crate::error::Error::Unreachable(format!(
-                    "the lock of a new workflow is held by another process: {}",
-                    task.workflow_lock.display()
-                ))
-            })?;
-            self._record_lock = Some(held);
             let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
             self.record = Some(Record::new(id, cwd, self.plan.asked()));
             record::set_runner(&task, std::process::id())?;
