@@ -60,8 +60,9 @@ impl Rewritten {
             path: path.to_path_buf(),
             spare: path.with_file_name(format!(".{name}.spare")),
             uid: nix::unistd::geteuid().as_raw(),
-            // Without a handler for the SIGIO a lease break sends, a lease would be fatal.
-            reuse: quiet_lease_breaks(),
+            // Someone opening a leased spare makes the kernel send SIGIO: without a handler
+            // for it, a lease would be fatal.
+            reuse: crate::sys::signals::quiet_sigio(),
         }
     }
 
@@ -178,16 +179,6 @@ fn lease(file: &File, kind: libc::c_int) -> Result<(), Errno> {
     // SAFETY: F_SETLEASE takes an int and touches no memory of ours; the fd is open.
     let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, kind) };
     Errno::result(r).map(drop)
-}
-
-/// Someone opening a leased spare makes the kernel send its holder SIGIO, whose default action
-/// ends the process; a no-op handler takes it instead (and, unlike "ignore", is not passed on
-/// to the agents the process starts). False if it cannot be installed.
-fn quiet_lease_breaks() -> bool {
-    static INSTALLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    // SAFETY: the action does nothing, which is async-signal-safe.
-    *INSTALLED
-        .get_or_init(|| unsafe { signal_hook::low_level::register(libc::SIGIO, || {}) }.is_ok())
 }
 
 #[cfg(test)]

@@ -123,6 +123,17 @@ pub fn default_sigpipe() {
     }
 }
 
+/// Gives SIGIO, whose default action ends the process, a handler that does nothing (unlike
+/// "ignore", a handler is not passed on to the processes this one starts). For a process that
+/// holds file leases (`protocol::rewritten`): the kernel sends SIGIO when someone breaks one.
+/// Installed once; false if it cannot be.
+pub fn quiet_sigio() -> bool {
+    static INSTALLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    // SAFETY: the action does nothing, which is async-signal-safe.
+    *INSTALLED
+        .get_or_init(|| unsafe { signal_hook::low_level::register(libc::SIGIO, || {}) }.is_ok())
+}
+
 /// The conventional name of a signal, for messages.
 pub fn name(sig: i32) -> &'static str {
     match sig {
