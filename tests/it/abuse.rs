@@ -17,18 +17,25 @@ fn start_paused(env: &Env, name: &str, point: &str, args: &[&str]) {
     env.output(cmd, None).ok();
 }
 
-#[test]
-fn runner_killed_between_result_and_done_keeps_the_answer() {
-    let env = Env::new();
-    start_paused(&env, "sh1", "after-result", &[]);
+/// Starts shell agent sh1 to stop at `point`, and an `ask` of `prompt` whose task takes it
+/// there: the ask (its output piped) and the runner's pid, once the runner has stopped.
+fn ask_until_paused(env: &Env, point: &str, prompt: &str) -> (std::process::Child, u32) {
+    start_paused(env, "sh1", point, &[]);
     let ask = env
-        .cmd(["ask", "sh1", "echo precious"])
+        .cmd(["ask", "sh1", prompt])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let runner = env.runner_pid("sh1") as u32;
     wait_stopped(runner);
+    (ask, runner)
+}
+
+#[test]
+fn runner_killed_between_result_and_done_keeps_the_answer() {
+    let env = Env::new();
+    let (ask, runner) = ask_until_paused(&env, "after-result", "echo precious");
     signal(runner, Signal::SIGKILL);
     let (status, _, stderr) = finish(ask, None, secs(10)).expect("ask ends");
     assert_eq!(
@@ -54,15 +61,7 @@ fn a_reader_opening_the_status_file_the_runner_is_rewriting_waits_and_reads_it_w
     let env = Env::new();
     // The runner stops while it writes a status into the file it replaced last (the first
     // such write is the idle one at the end of this task), holding the lease on it.
-    start_paused(&env, "sh1", "spare-leased", &[]);
-    let ask = env
-        .cmd(["ask", "sh1", "echo whole"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let runner = env.runner_pid("sh1") as u32;
-    wait_stopped(runner);
+    let (ask, runner) = ask_until_paused(&env, "spare-leased", "echo whole");
     let spare = env.agent_dir("sh1").join(".status.json.spare");
     let reader = std::process::Command::new("cat")
         .arg(&spare)
