@@ -30,11 +30,7 @@ pub fn results(
         ids.extend(inbox.entries(true).into_iter().map(|i| (i, true)));
         ids.sort();
     }
-    let mut claimed = Taken {
-        inbox,
-        ids: Vec::new(),
-        text: String::new(),
-    };
+    let mut claimed = Taken::new(inbox);
     for (id, seen) in ids {
         let Some(ends) = background::outcome(store, &id) else {
             running += 1;
@@ -136,7 +132,16 @@ pub struct Taken<'a> {
     pub text: String,
 }
 
-impl Taken<'_> {
+impl<'a> Taken<'a> {
+    /// Nothing claimed yet from `inbox`.
+    fn new(inbox: &'a Inbox) -> Taken<'a> {
+        Taken {
+            inbox,
+            ids: Vec::new(),
+            text: String::new(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
@@ -158,11 +163,7 @@ impl Drop for Taken<'_> {
 /// Takes every finished result not seen yet — marking each seen, so that no one else shows it —
 /// with its text (each answer cut at `cap` bytes, if given).
 pub fn take<'a>(store: &Store, inbox: &'a Inbox, cap: Option<usize>) -> anyhow::Result<Taken<'a>> {
-    let mut taken = Taken {
-        inbox,
-        ids: Vec::new(),
-        text: String::new(),
-    };
+    let mut taken = Taken::new(inbox);
     for id in inbox.entries(false) {
         let Some(ends) = background::outcome(store, &id) else {
             continue;
