@@ -30,8 +30,8 @@ pub fn results_inbox(store: &Store, config: &Config) -> Inbox {
 pub const LOCK_FD_VAR: &str = "BATON_WORKFLOW_LOCK_FD";
 
 /// Starts `baton supervise ROOT`, detached (its own session, no terminal, no output), to carry
-/// the workflow on; returns its pid. It inherits `lock` (the record's lock, held), so that the lock is never free
-/// between this process letting go and the supervisor taking over.
+/// the workflow on; returns its pid. It inherits `lock` (the record's lock, held), so that the
+/// lock is never free between this process letting go and the supervisor taking over.
 pub fn hand_off(
     store: &Store,
     root: &TaskId,
