@@ -128,10 +128,7 @@ fn background(store: &Store, config: &Config, plan: &Plan, file: &Path) -> anyho
     let ends = coordinator::delegate(store, config, plan, &mut caller)?;
     // Stopped by a signal as it was handed over (taken back, or cancelled by the supervisor
     // the signal was passed on to): the file is left as it was, and the end says which.
-    if let Some(end) = ends
-        .iter()
-        .find(|e| !matches!(e.state, State::Detached | State::Ok))
-    {
+    if let Some(end) = coordinator::stopped_end(&ends) {
         eprintln!("baton: {}", failure_message(end));
         return Ok(exit::of_state(end.state));
     }

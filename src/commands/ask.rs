@@ -10,7 +10,7 @@ use crate::coordinator::plan::parse_stages;
 use crate::coordinator::{self, Caller, Plan};
 use crate::error::usage;
 use crate::exit::Exit;
-use crate::protocol::{State, Store};
+use crate::protocol::Store;
 
 pub struct AskArgs {
     pub agents: String,
@@ -89,11 +89,7 @@ pub fn send(store: &Store, args: AskArgs) -> anyhow::Result<Exit> {
     let plan = plan(&args, false)?;
     let mut caller = Caller::new(false)?;
     let ends = coordinator::delegate(store, &config, &plan, &mut caller)?;
-    // Detached is how a delivered task ends here; anything else stopped it (a signal).
-    if let Some(end) = ends
-        .iter()
-        .find(|e| !matches!(e.state, State::Detached | State::Ok))
-    {
+    if let Some(end) = coordinator::stopped_end(&ends) {
         if args.format == Format::Json {
             println!("{}", end.to_json());
         }

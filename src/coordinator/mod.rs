@@ -78,6 +78,14 @@ pub fn delegate(
     Ok(workflow::run(store, config, plan, caller)?.ends)
 }
 
+/// Of the ends of a plan run without waiting (`send`, `&`), the one that says it was stopped
+/// (a signal as it was delivered or handed over), if any: the others are detached, or ended
+/// already.
+pub fn stopped_end(ends: &[TaskEnd]) -> Option<&TaskEnd> {
+    ends.iter()
+        .find(|e| !matches!(e.state, State::Detached | State::Ok))
+}
+
 /// Waits for tasks delivered earlier (`baton wait`): the caller does not own them, so stopping
 /// the wait leaves them running.
 pub fn follow(
