@@ -2,17 +2,18 @@
 //! prompt of any size cannot dead-lock a pipe), its stdout is the answer, its stderr goes to the
 //! agent's log, and its exit status is the task's success.
 
-use std::process::{Child, Stdio};
+use std::ffi::OsStr;
 
 use super::{finished, Driver, DriverError, Finished, Setup, TaskCtx};
 use crate::protocol::store;
 use crate::sys::signals::Signals;
 use crate::sys::spawn;
+use crate::sys::vspawn::{self, Process, TaskCommand};
 
 pub struct Exec {
     command: Vec<String>,
     setup: Setup,
-    child: Option<Child>,
+    child: Option<Process>,
 }
 
 impl Exec {
@@ -38,12 +39,24 @@ impl Driver for Exec {
             .log
             .try_clone()
             .map_err(|e| DriverError::io("opening the log", e))?;
-        let mut cmd = spawn::agent_command(program, args, &self.setup.env, &self.setup.cwd);
-        cmd.env("BATON_TASK_ID", task.id.as_str())
-            .stdin(Stdio::from(stdin))
-            .stdout(Stdio::from(task.output_file))
-            .stderr(Stdio::from(stderr));
-        let child = cmd.spawn().map_err(|cause| DriverError::Spawn {
+        // What `spawn::agent_command` gives the shell's and Claude Code's processes, started
+        // without copying the runner (`vspawn`): each task pays for a process start.
+        let env = self
+            .setup
+            .env
+            .iter()
+            .filter(|(k, _)| k != "BATON_TASK_ID")
+            .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
+            .chain([(OsStr::new("BATON_TASK_ID"), OsStr::new(task.id.as_str()))])
+            .collect();
+        let child = vspawn::spawn(TaskCommand {
+            program,
+            args,
+            env,
+            cwd: &self.setup.cwd,
+            stdio: [stdin.into(), task.output_file.into(), stderr.into()],
+        })
+        .map_err(|cause| DriverError::Spawn {
             what: "the task",
             program: program.clone(),
             cause,

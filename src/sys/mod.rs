@@ -8,3 +8,4 @@ pub mod signals;
 pub mod spawn;
 pub mod term;
 pub mod time;
+pub mod vspawn;

@@ -49,9 +49,40 @@ pub fn agent_command(
 /// How long a task's process group gets between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
 
+/// A child process that leads its own process group, as a driver's children do.
+pub trait GroupLeader {
+    fn id(&self) -> u32;
+    fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>>;
+    fn wait(&mut self) -> std::io::Result<std::process::ExitStatus>;
+}
+
+impl GroupLeader for Child {
+    fn id(&self) -> u32 {
+        Child::id(self)
+    }
+    fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        Child::try_wait(self)
+    }
+    fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        Child::wait(self)
+    }
+}
+
+impl GroupLeader for super::vspawn::Process {
+    fn id(&self) -> u32 {
+        super::vspawn::Process::id(self)
+    }
+    fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        super::vspawn::Process::try_wait(self)
+    }
+    fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        super::vspawn::Process::wait(self)
+    }
+}
+
 /// Ends `child`'s process group: SIGTERM, then SIGKILL if it is still there after `KILL_GRACE`.
 /// Waits on the signal pipe (SIGCHLD), never on a timer loop. Reaps the child.
-pub fn kill_group(child: &mut Child, sigs: &Signals) {
+pub fn kill_group(child: &mut impl GroupLeader, sigs: &Signals) {
     let pgid = Pid::from_raw(child.id() as i32);
     let _ = killpg(pgid, Signal::SIGTERM);
     let deadline = Instant::now() + KILL_GRACE;

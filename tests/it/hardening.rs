@@ -306,6 +306,49 @@ fn an_exec_agents_pipeline_ends_with_a_crash_and_the_next_start() {
 }
 
 #[test]
+fn an_exec_agents_task_dies_with_its_runner() {
+    let env = Env::new();
+    let job = format!("sleep 8{}", marker(5));
+    let script = env.script("long.sh", &format!("#!/bin/sh\nexec {job}\n"));
+    env.start(
+        "l",
+        &["--driver", "exec", "--", &script.display().to_string()],
+    );
+    env.run(["send", "l", "go"]).ok();
+    wait_until("the task runs", secs(10), || running(&job));
+    signal(env.runner_pid("l") as u32, Signal::SIGKILL);
+    // No next start: the kernel ends the task's process as its runner dies.
+    wait_until("the task's process is ended", secs(10), || !running(&job));
+}
+
+#[test]
+fn an_exec_agents_task_starts_with_default_signals_and_its_own_group() {
+    let env = Env::new();
+    // Whether the task's process leads its own process group, and the signals it was given
+    // blocked and ignored (read by what it execs, which inherits them: the shell itself blocks
+    // every signal for a moment each time it starts a command).
+    let script = env.script(
+        "signals.sh",
+        "#!/bin/sh\n[ \"$(ps -o pgid= -p $$ | tr -d ' ')\" = \"$$\" ] && echo leader\n\
+         exec grep -E '^Sig(Blk|Ign)' /proc/self/status\n",
+    );
+    env.start(
+        "s",
+        &["--driver", "exec", "--", &script.display().to_string()],
+    );
+    let out = env.run(["ask", "s", "go"]).ok();
+    // The standard signals (1 to 31; the C library keeps some real-time ones for itself).
+    let standard = |field: &str| {
+        let line = out.stdout.lines().find(|l| l.starts_with(field)).unwrap();
+        u64::from_str_radix(line[field.len()..].trim(), 16).unwrap() & 0x7fff_ffff
+    };
+    assert_eq!(standard("SigBlk:"), 0, "blocked: {}", out.stdout);
+    // SIGPIPE among them: baton ignores it, its agents must not.
+    assert_eq!(standard("SigIgn:"), 0, "ignored: {}", out.stdout);
+    assert!(out.stdout.contains("leader"), "{}", out.stdout);
+}
+
+#[test]
 fn stop_and_cancel_leave_no_process_behind() {
     let env = Env::new();
     env.start("sh1", &[]);
