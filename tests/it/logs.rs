@@ -63,7 +63,9 @@ fn logs_follow_sees_appends_across_rotation_and_a_runner_restart_and_stops_on_si
     );
     let agent = ["--driver", "exec", "--", &chatty.display().to_string()];
     env.start("c", &agent);
-    let mut follow = Streamed::spawn(env.cmd(["logs", "c", "-f", "-n", "0"]));
+    // The last line first: once it is printed the follower is at the end, and sees what comes.
+    let mut follow = Streamed::spawn(env.cmd(["logs", "c", "-f", "-n", "1"]));
+    follow.wait_for_text("runner started");
     let first = env.send("c", "hello");
     follow.wait_for_text(&format!("task {first}: ok"));
 
