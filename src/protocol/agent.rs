@@ -89,6 +89,8 @@ pub struct AgentPaths {
     pub children: PathBuf,
     /// `gates/<task id>`: a done-gate running on one of its answers (written by the caller).
     pub gates: PathBuf,
+    /// Task folders its runner made ahead, for callers to take (`protocol::spare`).
+    pub spare: PathBuf,
 }
 
 impl AgentPaths {
@@ -114,6 +116,7 @@ impl AgentPaths {
             pool_marker: dir.join("pool"),
             children: dir.join("children"),
             gates: dir.join("gates"),
+            spare: dir.join("spare"),
             dir,
         }
     }

@@ -97,15 +97,20 @@ pub fn deliver(store: &Store, agent: &AgentPaths, req: &Request) -> Result<Deliv
     let entry = Entry::new(envelope.priority, &id);
     let mut workflow_lock = None;
     let written = (|| {
-        store::create_dir(&task.dir)?;
-        // The folder is new and no one reads it before its entry lands: plain writes suffice.
-        write_fresh(&task.prompt, req.prompt)?;
+        // A folder the agent's runner made ahead, or a new one. No one reads it before its
+        // entry lands: plain writes suffice.
+        let spare = super::spare::take(&agent.spare, &task.dir);
+        if spare.is_none() {
+            store::create_dir(&task.dir)?;
+        }
+        let (prompt, task_json) = spare.map(|s| (s.prompt, s.task)).unzip();
+        write_first(prompt, &task.prompt, req.prompt)?;
         let mut json = serde_json::to_vec(&envelope).map_err(|e| StoreError::Malformed {
             path: task.task.clone(),
             why: e.to_string(),
         })?;
         json.push(b'\n');
-        write_fresh(&task.task, &json)?;
+        write_first(task_json, &task.task, &json)?;
         if req.starts_workflow {
             let held = super::lock::take(&task.workflow_lock, Duration::ZERO)?;
             workflow_lock = Some(held.ok_or_else(|| {
@@ -143,6 +148,15 @@ fn write_entry(task_json: &Path, entry: &Path) -> Result<()> {
             Err(StoreError::io("delivering into", entry, e))
         }
         Err(_) => write_fresh(entry, b""),
+    }
+}
+
+/// Writes a new task's file: into `blank` (a spare's, open already), or else a new file.
+fn write_first(blank: Option<fs::File>, path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    match blank {
+        Some(mut f) => f.write_all(bytes).during("writing", path),
+        None => write_fresh(path, bytes),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The state folder as types: the only place a protocol file is named. `store` is the folder and
 //! its safety checks; `task` and `agent` are the files of a task and of an agent; `inbox` is the
 //! queue between callers and runners; `lock` is liveness; `control` is a runner's socket;
-//! `rewritten` is how a runner replaces its `status.json`.
+//! `rewritten` is how a runner replaces its `status.json`; `spare` holds the task folders a
+//! runner makes ahead for its callers.
 //! Readers never panic on a hand-edited file: a missing file is `None`, a malformed one is an
 //! error that names the file and what is wrong.
 
@@ -12,6 +13,7 @@ pub mod lock;
 pub mod mail;
 pub mod results;
 pub mod rewritten;
+pub mod spare;
 pub mod store;
 pub mod task;
 pub mod workflow;

@@ -175,11 +175,25 @@ impl TaskPaths {
     /// Records `end` as the task's `done.json` unless it already has one (`Ok(false)`): the first
     /// end recorded is the task's end.
     pub fn record_end(&self, end: &TaskEnd) -> Result<bool, StoreError> {
-        let mut bytes = serde_json::to_vec(end).map_err(|e| StoreError::Malformed {
-            path: self.done.clone(),
-            why: e.to_string(),
-        })?;
-        bytes.push(b'\n');
+        store::write_new(&self.done, &super::json_line(&self.done, end)?)
+    }
+
+    /// `record_end`, written into a file made ahead (`spare::Unnamed`) if one is ready and can
+    /// be named `done.json`.
+    pub fn record_end_ahead(
+        &self,
+        end: &TaskEnd,
+        ahead: &mut super::spare::Unnamed,
+    ) -> Result<bool, StoreError> {
+        use std::io::Write;
+        let bytes = super::json_line(&self.done, end)?;
+        if let Some(mut file) = ahead.take() {
+            if file.write_all(&bytes).is_ok() {
+                if let Ok(named) = ahead.name(&file, &self.done) {
+                    return Ok(named);
+                }
+            }
+        }
         store::write_new(&self.done, &bytes)
     }
 

@@ -73,6 +73,11 @@ struct Runner<'a> {
     max_concurrent: Option<u32>,
     /// The driver is a Claude Code: its unread mail goes before its next task.
     reads_mail: bool,
+    /// A task ran since what is made ahead (`protocol::spare`) was last made: callers may have
+    /// taken task folders, the task used files. Made again once idle.
+    spares_taken: bool,
+    /// Files made ahead for the `output` and `done.json` of the next task.
+    ahead: crate::protocol::spare::Unnamed,
 }
 
 /// Runs the agent in the foreground until a stop signal. With `notify_ready`, `ready PID` is
@@ -87,6 +92,8 @@ pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> anyhow::Result<()>
     raise_open_files_limit();
     let mut runner = Runner::open(store, spec, paths, !notify_ready)?;
     runner.recover()?;
+    crate::protocol::spare::clear_unfinished(&runner.paths.spare);
+    runner.make_ahead();
     runner.bound_log();
     // The first status already says whether the agent can take a task (a TUI still starting).
     if let Some(why) = runner.driver.busy() {
@@ -195,6 +202,8 @@ impl<'a> Runner<'a> {
             pool,
             max_concurrent: spec.max_concurrent,
             reads_mail: matches!(spec.driver, DriverKind::Claude | DriverKind::Tmux),
+            spares_taken: false,
+            ahead: crate::protocol::spare::Unnamed::new(&store.tasks_dir()),
         })
     }
 }

@@ -16,6 +16,7 @@ use crate::driver::TaskCtx;
 use crate::error::{IoContext, StoreError};
 use crate::poll::{earliest, Poll};
 use crate::protocol::inbox::{self, Entry};
+use crate::protocol::spare;
 use crate::protocol::{store, AgentState, State, Task, TaskEnd, TaskPaths};
 use crate::sys::time;
 
@@ -43,8 +44,11 @@ impl Runner<'_> {
                     self.trouble = None;
                     self.run_task(&entry, from_pool);
                     self.bound_log();
+                    self.spares_taken = true;
                     continue;
                 }
+                // Nothing to do: make again what the last task used.
+                Ok(None) if std::mem::take(&mut self.spares_taken) => self.make_ahead(),
                 Ok(None) => {}
                 // The machine refuses (too many open files, a read-only or full folder): say so
                 // once, and look again when something happens, or in a second.
@@ -215,14 +219,15 @@ impl Runner<'_> {
         if let Err(e) = self.become_idle() {
             self.say(&format!("cannot write status.json: {e}"));
         }
-        let recorded = match published.and_then(|()| task.record_end(&end).map(drop)) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                // Make room (the answer, if any, is lost with the disk) and try once more.
-                end = unrecordable(task, end, &e);
-                task.record_end(&end).map(drop)
-            }
-        };
+        let recorded =
+            match published.and_then(|()| task.record_end_ahead(&end, &mut self.ahead).map(drop)) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    // Make room (the answer, if any, is lost with the disk) and try once more.
+                    end = unrecordable(task, end, &e);
+                    task.record_end(&end).map(drop)
+                }
+            };
         let detail = end
             .error
             .clone()
@@ -339,7 +344,7 @@ impl Runner<'_> {
         self.started_ms = time::now_ms();
         self.cancel_current = false;
         // The answer file exists from the start, private (mode 0600) whatever writes into it.
-        let output_file = match store::create_private(&task.output) {
+        let output_file = match self.create_output(task) {
             Ok(f) => f,
             Err(e) => {
                 let e = crate::driver::DriverError::io("creating the output", e);
@@ -369,6 +374,23 @@ impl Runner<'_> {
             Ok(()) => self.supervise(envelope, task)?,
         };
         Ok(self.ended(envelope, state, exit_code, error))
+    }
+
+    /// Makes the task folders callers take and the files the next task's ends are written
+    /// into (`protocol::spare`). A failure (a full disk) only means they are made when needed.
+    pub(super) fn make_ahead(&mut self) {
+        let _ = spare::refill(&self.paths.spare);
+        self.ahead.refill();
+    }
+
+    /// The task's `output`, new: a file made ahead given its name, or else created.
+    fn create_output(&mut self, task: &TaskPaths) -> std::io::Result<fs::File> {
+        if let Some(file) = self.ahead.take() {
+            if let Ok(true) = self.ahead.name(&file, &task.output) {
+                return Ok(file);
+            }
+        }
+        store::create_private(&task.output)
     }
 
     /// Watches the folder of the task in flight: the cancel request arriving, and the folder's

@@ -497,7 +497,14 @@ fn the_control_socket_bounds_requests_and_no_client_blocks_another() {
     let sock = env.agent_dir("sh1").join("sock");
     let pid = env.runner_pid("sh1");
     let fds = || fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    let sockets = || {
+        let fd = fs::read_dir(format!("/proc/{pid}/fd")).unwrap();
+        fd.filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().starts_with("socket:"))
+            .count()
+    };
     let before = fds();
+    let sockets_before = sockets();
     // Twenty idle clients that never send a line hold up no one.
     let idle: Vec<UnixStream> = (0..20)
         .map(|_| UnixStream::connect(&sock).unwrap())
@@ -530,13 +537,18 @@ fn the_control_socket_bounds_requests_and_no_client_blocks_another() {
     assert!(rss_kib < 32 << 10, "peak RSS {rss_kib} KiB");
     // Watchers that go away are closed; idle clients time out: the runner ends where it began.
     drop(idle);
+    wait_until("the idle clients are closed", secs(10), || {
+        sockets() <= sockets_before
+    });
     let task = env.send("sh1", "sleep 1");
     let mut watcher = env
         .cmd(["wait", &task])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until("the watcher connects", secs(10), || fds() > before);
+    wait_until("the watcher connects", secs(10), || {
+        sockets() > sockets_before
+    });
     signal(watcher.id(), Signal::SIGKILL);
     wait_child(&mut watcher, secs(10)).expect("the watcher is gone");
     env.run(["wait", &task]).ok();

@@ -79,3 +79,87 @@ fn an_entry_is_its_task_json_linked_and_the_status_takes_turns_in_two_files() {
     // Eight versions written, in the same two files.
     assert_eq!(seen.len(), 2, "the files status.json was: {seen:?}");
 }
+
+fn spares(env: &Env, agent: &str) -> Vec<std::path::PathBuf> {
+    let dir = env.agent_dir(agent).join("spare");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<_> = entries.map(|e| e.unwrap().path()).collect();
+    found.sort();
+    found
+}
+
+/// A caller's task folder is one its agent's runner made while idle, renamed into `tasks/`; it
+/// and the files the runner writes are what a new folder's would be, and the runner makes
+/// another once it is idle again.
+#[test]
+fn a_task_folder_is_one_the_runner_made_ahead_and_reads_as_a_new_one() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = Env::new();
+    env.start("sh1", &[]);
+    let ready = spares(&env, "sh1");
+    assert_eq!(ready.len(), 2, "{ready:?}");
+    let inode = |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap().ino();
+    let made: Vec<u64> = ready.iter().map(|p| inode(p)).collect();
+    let id = env.send("sh1", "echo ahead");
+    let dir = env.task_dir(&id);
+    assert!(made.contains(&inode(&dir)), "{id} was made by the caller");
+    assert_eq!(env.run(["wait", &id]).ok().stdout, "ahead\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("prompt")).unwrap(),
+        "echo ahead"
+    );
+    assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+    for name in ["prompt", "task.json", "result", "done.json"] {
+        let meta = std::fs::symlink_metadata(dir.join(name)).unwrap();
+        assert!(meta.is_file(), "{name}");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
+        assert_eq!(meta.nlink(), 1, "{name}");
+    }
+    assert_eq!(env.done_json(&id)["state"], "ok");
+    wait_until("the runner makes another", secs(10), || {
+        let now = spares(&env, "sh1");
+        now.len() == 2 && now != ready
+    });
+}
+
+/// A spare that is not what a runner makes (a link to somewhere else, a folder with a prompt
+/// in it) is thrown away without touching what it points at, and the caller makes its own; a
+/// runner that died making one leaves nothing once it starts again.
+#[test]
+fn a_planted_spare_is_thrown_away_and_the_task_is_the_callers() {
+    let env = Env::new();
+    env.start("sh1", &[]);
+    env.run(["agent", "stop", "sh1"]).ok();
+    let spare = env.agent_dir("sh1").join("spare");
+    for old in spares(&env, "sh1") {
+        std::fs::remove_dir_all(old).unwrap();
+    }
+    let elsewhere = env.path("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("prompt"), "").unwrap();
+    std::fs::write(elsewhere.join("task.json"), "").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, spare.join("aaaa")).unwrap();
+    let filled = spare.join("bbbb");
+    std::fs::create_dir(&filled).unwrap();
+    std::fs::write(filled.join("prompt"), "echo planted").unwrap();
+    std::fs::write(filled.join("task.json"), "").unwrap();
+    std::fs::create_dir(spare.join(".new-cccc")).unwrap();
+    let ids: Vec<String> = (0..2)
+        .map(|n| {
+            let out = env.run(["send", "sh1", &format!("echo mine {n}"), "--queue"]);
+            out.ok().stdout.trim().to_string()
+        })
+        .collect();
+    assert_eq!(spares(&env, "sh1"), vec![spare.join(".new-cccc")]);
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 2);
+    assert_eq!(std::fs::read(elsewhere.join("prompt")).unwrap(), b"");
+    env.start("sh1", &[]);
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(env.run(["wait", id]).ok().stdout, format!("mine {n}\n"));
+    }
+    let now = spares(&env, "sh1");
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert!(!now.contains(&spare.join(".new-cccc")), "{now:?}");
+}

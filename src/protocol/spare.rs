@@ -1,0 +1,209 @@
+//! Task folders made ahead: an agent's `spare/` holds a few empty task folders (each with an
+//! empty `prompt` and `task.json`, mode 0600, in a folder of mode 0700), made by its runner while
+//! nothing waits on it. A caller delivering to the agent takes one by renaming it to its task's
+//! name, and writes into its two files, instead of making a folder and two files of its own.
+//! On some disks that is most of a caller's work: ext4 without a journal spends 0.1–0.2 ms on
+//! each new inode (see bench/RESULTS.md), a rename costs a tenth of that.
+//!
+//! A spare is never what a reader sees as a task: it is outside `tasks/` until it is taken, and
+//! once taken it holds what a folder the caller made would hold. One that is not what a runner
+//! makes (a link, another owner's, files that are not empty) is thrown away and the caller makes
+//! its own; so does a caller that finds none (the runner is busy, or it is another disk).
+
+use std::fs::{self, File};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+
+use super::store::{self, random_u64};
+use super::task::{PROMPT, TASK_JSON};
+use crate::error::{IoContext, StoreError};
+
+/// How many spares a runner keeps ready.
+pub const KEPT: usize = 2;
+
+/// The two files of a taken spare, open for writing.
+pub struct Taken {
+    pub prompt: File,
+    pub task: File,
+}
+
+/// Takes one of the spares in `spare` as the task folder `dir` (which must not exist). `None`
+/// if there is none, or the one taken is not what a runner makes (it is removed then).
+pub fn take(spare: &Path, dir: &Path) -> Option<Taken> {
+    let ready = fs::read_dir(spare).ok()?;
+    for entry in ready.filter_map(Result::ok) {
+        if entry.file_name().as_encoded_bytes().starts_with(b".") {
+            continue;
+        }
+        match renameat2(
+            AT_FDCWD,
+            &entry.path(),
+            AT_FDCWD,
+            dir,
+            RenameFlags::RENAME_NOREPLACE,
+        ) {
+            Ok(()) => {}
+            // Another caller took it first.
+            Err(nix::errno::Errno::ENOENT) => continue,
+            Err(_) => return None,
+        }
+        return match open_taken(dir) {
+            Ok(taken) => Some(taken),
+            Err(_) => {
+                throw_away(dir);
+                None
+            }
+        };
+    }
+    None
+}
+
+/// The files of a spare just taken, checked as a new folder's would be.
+fn open_taken(dir: &Path) -> Result<Taken, StoreError> {
+    store::check_dir(dir)?;
+    Ok(Taken {
+        prompt: open_blank(&dir.join(PROMPT))?,
+        task: open_blank(&dir.join(TASK_JSON))?,
+    })
+}
+
+/// Opens a spare's file for writing: it must be a regular file of ours, empty, with one link.
+fn open_blank(path: &Path) -> Result<File, StoreError> {
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .during("opening", path)?;
+    let meta = file.metadata().during("checking", path)?;
+    let ours = meta.uid() == nix::unistd::geteuid().as_raw();
+    if !(meta.file_type().is_file() && ours && meta.len() == 0 && meta.nlink() == 1) {
+        return Err(StoreError::Unsafe {
+            path: path.into(),
+            why: "it is not an empty file of this user's".into(),
+        });
+    }
+    Ok(file)
+}
+
+/// Removes what was taken: a folder and what is in it, or whatever else sits there.
+fn throw_away(path: &Path) {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            let _ = fs::remove_dir_all(path);
+        }
+        Ok(_) => {
+            let _ = fs::remove_file(path);
+        }
+        Err(_) => {}
+    }
+}
+
+/// Makes spares in `spare` until it holds `KEPT`. Each is made under a name starting with `.`
+/// (which callers pass over) and renamed into view whole.
+pub fn refill(spare: &Path) -> Result<(), StoreError> {
+    store::ensure_dir(spare)?;
+    let ready = fs::read_dir(spare)
+        .during("listing", spare)?
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().as_encoded_bytes().starts_with(b"."))
+        .count();
+    for _ in ready..KEPT {
+        let making = spare.join(format!(".new-{:016x}", random_u64()));
+        let made = (|| {
+            store::create_dir(&making)?;
+            for name in [PROMPT, TASK_JSON] {
+                let path = making.join(name);
+                fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .during("creating", &path)?;
+            }
+            let ready = spare.join(format!("{:016x}", random_u64()));
+            fs::rename(&making, &ready).during("renaming into place", &ready)
+        })();
+        if let Err(e) = made {
+            throw_away(&making);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Removes what a runner that died while making a spare left half made.
+pub fn clear_unfinished(spare: &Path) {
+    let Ok(entries) = fs::read_dir(spare) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        if entry.file_name().as_encoded_bytes().starts_with(b".new-") {
+            throw_away(&entry.path());
+        }
+    }
+}
+
+/// Files a runner makes ahead for what it writes into a task's folder (`output` as the task
+/// starts, `done.json` as it ends): open and nameless (`O_TMPFILE`) in `tasks/`, and named by a
+/// link when needed. Where the filesystem cannot (no `O_TMPFILE`, no `/proc` to link from, the
+/// task folder on another disk), none is made from then on and the runner creates its files.
+pub struct Unnamed {
+    dir: std::path::PathBuf,
+    ready: Vec<File>,
+    works: bool,
+}
+
+impl Unnamed {
+    pub fn new(tasks_dir: &Path) -> Unnamed {
+        Unnamed {
+            dir: tasks_dir.to_path_buf(),
+            ready: Vec::new(),
+            works: true,
+        }
+    }
+
+    /// Makes files until `KEPT` are ready.
+    pub fn refill(&mut self) {
+        while self.works && self.ready.len() < KEPT {
+            match fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .mode(0o600)
+                .custom_flags(nix::libc::O_TMPFILE)
+                .open(&self.dir)
+            {
+                Ok(file) => self.ready.push(file),
+                Err(_) => self.works = false,
+            }
+        }
+    }
+
+    /// A file made ahead, to write into and then `name`.
+    pub fn take(&mut self) -> Option<File> {
+        self.ready.pop()
+    }
+
+    /// Gives `path` (which must not exist yet) to `file`, one `take` gave. `Ok(false)` if
+    /// `path` exists; an error if it cannot be linked (then the caller makes the file itself,
+    /// and no more are made).
+    pub fn name(&mut self, file: &File, path: &Path) -> std::io::Result<bool> {
+        use std::os::fd::AsRawFd;
+        let from = format!("/proc/self/fd/{}", file.as_raw_fd());
+        match nix::unistd::linkat(
+            AT_FDCWD,
+            from.as_str(),
+            AT_FDCWD,
+            path,
+            nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+        ) {
+            Ok(()) => Ok(true),
+            Err(nix::errno::Errno::EEXIST) => Ok(false),
+            Err(e) => {
+                self.works = false;
+                Err(e.into())
+            }
+        }
+    }
+}
