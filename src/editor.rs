@@ -415,9 +415,13 @@ pub fn passthrough(args: &[OsString]) -> anyhow::Result<Exit> {
     Err(usage(format!("running the editor {}: {err}", editor[0])))
 }
 
+/// Whether `path` is the program running now (the same file, by device and inode, whatever
+/// links lead to it).
 fn is_self(path: &Path) -> bool {
-    let me = std::env::current_exe().and_then(fs::canonicalize);
-    matches!((fs::canonicalize(path), me), (Ok(a), Ok(b)) if a == b)
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    let me = id(Path::new("/proc/self/exe"));
+    me.is_some() && id(path) == me
 }
 
 /// The real editor: `$BATON_EDITOR`, else the configured one, else the first of nvim, vim, vi,

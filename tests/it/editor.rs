@@ -128,8 +128,11 @@ fn inside_an_agent_editor_mode_never_routes() {
 fn baton_editor_pointing_at_baton_or_nothing_is_refused() {
     let env = Env::new();
     let file = prompt_file(&env, "plain text");
+    let link = env.path("vim");
+    std::os::unix::fs::symlink(BIN, &link).unwrap();
     for (value, says) in [
         (BIN.to_string(), "baton itself"),
+        (link.display().to_string(), "baton itself"),
         ("/no/such/editor".to_string(), "names no program"),
     ] {
         let mut cmd = env.cmd([&file]);
