@@ -269,16 +269,22 @@ impl Bench {
             assert!(c.status().unwrap().success());
             t.elapsed()
         };
+        let me = std::env::current_exe().unwrap();
         let mut direct = Vec::new();
+        let mut wrapper = Vec::new();
         let mut via = Vec::new();
         for _ in 0..n {
             direct.push(time(Command::new(&editor).arg(&file)));
+            wrapper.push(time(
+                Command::new(&me).arg(&file).env("BENCH_EXEC_ONLY", &editor),
+            ));
             via.push(time(
                 self.cmd(&[file.to_str().unwrap()])
                     .env("BATON_EDITOR", &editor),
             ));
         }
         let (d50, _) = stats(direct);
+        let (w50, w99) = stats(wrapper);
         let (v50, v99) = stats(via);
         self.line(
             "\n## Editor pass-through: `baton FILE` with no directive, exec'ing the editor\n",
@@ -290,13 +296,20 @@ impl Bench {
             ms(d50)
         ));
         self.line(format!(
+            "| through a program that only execs it (this bench's binary, `execv` first thing in `main`) | {n} | {:.3} ms | {:.3} ms |",
+            ms(w50),
+            ms(w99)
+        ));
+        self.line(format!(
             "| through `baton FILE` | {n} | {:.3} ms | {:.3} ms |",
             ms(v50),
             ms(v99)
         ));
         self.line(format!(
-            "\nbaton adds {:.3} ms (target: within 0.5 ms).",
-            ms(v50) - ms(d50)
+            "\nbaton adds {:.3} ms (target: within 0.5 ms); a program that does nothing but exec the editor adds {:.3} ms here, so baton's own work is {:.3} ms of it.",
+            ms(v50) - ms(d50),
+            ms(w50) - ms(d50),
+            ms(v50) - ms(w50)
         ));
     }
 
@@ -666,7 +679,28 @@ type Section = (&'static str, fn(&mut Bench));
 /// The line after which bench/RESULTS.md is written by hand and kept by every run.
 const ANALYSIS: &str = "<!-- Written by hand below this line; scripts/bench keeps it. -->";
 
+/// `BENCH_EXEC_ONLY=PROGRAM bench ARGS…`: the least a program run as `$EDITOR` can do, exec
+/// the editor first thing (the pass-through's floor for any wrapper, measured in the same run).
+fn exec_only_if_asked() {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let Some(program) = std::env::var_os("BENCH_EXEC_ONLY") else {
+        return;
+    };
+    let program = CString::new(program.as_bytes()).unwrap();
+    let args: Vec<CString> = std::iter::once(program.clone())
+        .chain(
+            std::env::args_os()
+                .skip(1)
+                .map(|a| CString::new(a.as_bytes()).unwrap()),
+        )
+        .collect();
+    let err = nix::unistd::execv(&program, &args).unwrap_err();
+    panic!("exec {program:?}: {err}");
+}
+
 fn main() {
+    exec_only_if_asked();
     // `cargo bench` points the loader at target/ for every process it starts; a user's baton
     // does not search there, so nothing measured here does either.
     std::env::remove_var("LD_LIBRARY_PATH");
