@@ -175,7 +175,10 @@ impl Unnamed {
                 .open(&self.dir)
             {
                 Ok(file) => self.ready.push(file),
-                Err(_) => self.works = false,
+                Err(e) => {
+                    self.works = !cannot_ever(e.raw_os_error().unwrap_or(0));
+                    return;
+                }
             }
         }
     }
@@ -187,7 +190,7 @@ impl Unnamed {
 
     /// Gives `path` (which must not exist yet) to `file`, one `take` gave. `Ok(false)` if
     /// `path` exists; an error if it cannot be linked (then the caller makes the file itself,
-    /// and no more are made).
+    /// and, if it never can be here, no more are made).
     pub fn name(&mut self, file: &File, path: &Path) -> std::io::Result<bool> {
         use std::os::fd::AsRawFd;
         let from = format!("/proc/self/fd/{}", file.as_raw_fd());
@@ -201,9 +204,20 @@ impl Unnamed {
             Ok(()) => Ok(true),
             Err(nix::errno::Errno::EEXIST) => Ok(false),
             Err(e) => {
-                self.works = false;
+                // ENOENT: the task's folder is gone, or there is no /proc to link from.
+                let no_proc =
+                    e == nix::errno::Errno::ENOENT && !Path::new("/proc/self/fd").is_dir();
+                self.works = !(no_proc || cannot_ever(e as i32));
                 Err(e.into())
             }
         }
     }
+}
+
+/// Whether an error making or naming a nameless file says it never works here (no `O_TMPFILE`
+/// on this filesystem or kernel, which then reads it as a folder, no links on another disk),
+/// rather than not now (a full disk, no free descriptor).
+fn cannot_ever(errno: i32) -> bool {
+    use nix::libc::{EINVAL, EISDIR, EOPNOTSUPP, EPERM, EXDEV};
+    matches!(errno, EOPNOTSUPP | EINVAL | EISDIR | EXDEV | EPERM)
 }
