@@ -82,6 +82,9 @@ impl Process {
 struct ChildArgs {
     path: *const c_char,
     argv: *const *const c_char,
+    /// `/bin/sh PATH ARGS…`: run if `path` is not an executable format (a script without
+    /// `#!`), as `execvp` and `posix_spawnp` do.
+    sh_argv: *const *const c_char,
     envp: *const *const c_char,
     cwd: *const c_char,
     stdio: [RawFd; 3],
@@ -111,6 +114,10 @@ pub fn spawn(cmd: TaskCommand<'_>) -> io::Result<Process> {
     }
     let cwd = cstr(cmd.cwd.as_os_str().as_bytes())?;
     let argv = null_terminated(&argv_owned);
+    let sh_owned: Vec<CString> = std::iter::once(c"/bin/sh".to_owned())
+        .chain(argv_owned.iter().cloned())
+        .collect();
+    let sh_argv = null_terminated(&sh_owned);
     let envp = null_terminated(&env_owned);
     // The child dup2s these onto 0, 1 and 2: none may be one of those already.
     let [stdin, stdout, stderr] = cmd.stdio.map(above_stdio);
@@ -118,6 +125,7 @@ pub fn spawn(cmd: TaskCommand<'_>) -> io::Result<Process> {
     let args = ChildArgs {
         path: path.as_ptr(),
         argv: argv.as_ptr(),
+        sh_argv: sh_argv.as_ptr(),
         envp: envp.as_ptr(),
         cwd: cwd.as_ptr(),
         stdio: [
@@ -129,11 +137,8 @@ pub fn spawn(cmd: TaskCommand<'_>) -> io::Result<Process> {
         parent: unsafe { libc::getpid() },
         error: AtomicI32::new(0),
     };
-    // Small: the child makes a handful of system calls and no deep calls.
-    let mut stack = vec![0u8; 32 * 1024];
-    // SAFETY: the stack grows down from its end, 16-byte aligned as the ABI wants it.
-    let top = unsafe { stack.as_mut_ptr().add(stack.len()) };
-    let top = ((top as usize) & !15) as *mut c_void;
+    let stack = Stack::new()?;
+    let top = stack.top();
     let pid = with_signals_blocked(|| {
         // SAFETY: `child` only reads `args` and makes async-signal-safe system calls (see its
         // comments); CLONE_VFORK keeps this thread, and so `args`, `stack` and the strings they
@@ -157,6 +162,59 @@ pub fn spawn(cmd: TaskCommand<'_>) -> io::Result<Process> {
             // It exited without exec: reap it, and say why.
             let _ = process.wait();
             Err(io::Error::from_raw_os_error(errno))
+        }
+    }
+}
+
+/// The child's stack: small (the child makes a handful of system calls and no deep calls), with
+/// an inaccessible page below it, so that running off its end faults instead of writing over
+/// the runner's memory, which the child shares.
+struct Stack {
+    base: *mut c_void,
+    len: usize,
+}
+
+impl Stack {
+    const USABLE: usize = 32 * 1024;
+    const GUARD: usize = 4096;
+
+    fn new() -> io::Result<Stack> {
+        let len = Self::USABLE + Self::GUARD;
+        // SAFETY: a new private anonymous mapping, owned by the `Stack` from here on.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let stack = Stack { base, len };
+        // SAFETY: the first page of the mapping just made.
+        if unsafe { libc::mprotect(base, Self::GUARD, libc::PROT_NONE) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stack)
+    }
+
+    /// Where the stack starts: its end (it grows down), page-aligned, so 16-byte aligned as
+    /// the ABI wants it.
+    fn top(&self) -> *mut c_void {
+        // SAFETY: one past the end of the mapping, which is not dereferenced.
+        unsafe { self.base.cast::<u8>().add(self.len).cast() }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping `new` made, used by no one once the child has exec'd or exited.
+        unsafe {
+            libc::munmap(self.base, self.len);
         }
     }
 }
@@ -257,6 +315,9 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
         libc::sigemptyset(&mut none);
         libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         libc::execve(args.path, args.argv, args.envp);
+        if *libc::__errno_location() == libc::ENOEXEC {
+            libc::execve(c"/bin/sh".as_ptr(), args.sh_argv, args.envp);
+        }
         fail(args)
     }
 }

@@ -348,6 +348,30 @@ fn an_exec_agents_task_starts_with_default_signals_and_its_own_group() {
     assert!(out.stdout.contains("leader"), "{}", out.stdout);
 }
 
+/// A script without a `#!` line is run by `/bin/sh`, as a shell or `execvp` would run it; a
+/// file that is neither a program nor a script goes to `/bin/sh` too, which fails the task
+/// (127: what it names is not a command).
+#[test]
+fn an_exec_agents_script_without_a_shebang_line_is_run_by_sh() {
+    let env = Env::new();
+    let script = env.script("plain.sh", "read line\necho \"got $line from $0 $1\"\n");
+    env.start(
+        "plain",
+        &["--driver", "exec", "--", &script.display().to_string(), "x"],
+    );
+    let out = env.run(["ask", "plain", "it"]).ok();
+    assert_eq!(out.stdout, format!("got it from {} x\n", script.display()));
+    let binary = env.path("binary");
+    fs::write(&binary, b"\x7fELF\x02\x01\x01 not really").unwrap();
+    fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    env.start(
+        "broken",
+        &["--driver", "exec", "--", &binary.display().to_string()],
+    );
+    let out = env.run(["ask", "broken", "it"]).expect(1);
+    assert!(out.stderr.contains("status 127"), "{}", out.stderr);
+}
+
 #[test]
 fn stop_and_cancel_leave_no_process_behind() {
     let env = Env::new();
