@@ -32,6 +32,7 @@ pub struct Taken {
 /// Takes one of the spares in `spare` as the task folder `dir` (which must not exist). `None`
 /// if there is none, or the one taken is not what a runner makes (it is removed then).
 pub fn take(spare: &Path, dir: &Path) -> Option<Taken> {
+    store::check_dir(spare).ok()?;
     let ready = fs::read_dir(spare).ok()?;
     for entry in ready.filter_map(Result::ok) {
         if entry.file_name().as_encoded_bytes().starts_with(b".") {
@@ -60,9 +61,20 @@ pub fn take(spare: &Path, dir: &Path) -> Option<Taken> {
     None
 }
 
-/// The files of a spare just taken, checked as a new folder's would be.
+/// The files of a spare just taken, checked as a new folder's would be: nothing in it but the
+/// two blank files.
 fn open_taken(dir: &Path) -> Result<Taken, StoreError> {
     store::check_dir(dir)?;
+    for entry in fs::read_dir(dir).during("listing", dir)? {
+        let name = entry.during("listing", dir)?.file_name();
+        if name != PROMPT && name != TASK_JSON {
+            return Err(StoreError::Unsafe {
+                path: dir.join(name),
+                why: "a task folder made ahead holds nothing but a blank prompt and task.json"
+                    .into(),
+            });
+        }
+    }
     Ok(Taken {
         prompt: open_blank(&dir.join(PROMPT))?,
         task: open_blank(&dir.join(TASK_JSON))?,
@@ -135,6 +147,9 @@ pub fn refill(spare: &Path) -> Result<(), StoreError> {
 
 /// Removes what a runner that died while making a spare left half made.
 pub fn clear_unfinished(spare: &Path) {
+    if store::check_dir(spare).is_err() {
+        return;
+    }
     let Ok(entries) = fs::read_dir(spare) else {
         return;
     };

@@ -90,9 +90,9 @@ fn spares(env: &Env, agent: &str) -> Vec<std::path::PathBuf> {
     found
 }
 
-/// A caller's task folder is one its agent's runner made while idle, renamed into `tasks/`; it
-/// and the files the runner writes are what a new folder's would be, and the runner makes
-/// another once it is idle again.
+/// A caller's task folder is one its agent's runner made while idle, renamed into `tasks/`, and
+/// the answer and `done.json` are files the runner held open and nameless, linked into it; all
+/// are what new ones would be, and the runner makes more once it is idle again.
 #[test]
 fn a_task_folder_is_one_the_runner_made_ahead_and_reads_as_a_new_one() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -102,6 +102,19 @@ fn a_task_folder_is_one_the_runner_made_ahead_and_reads_as_a_new_one() {
     assert_eq!(ready.len(), 2, "{ready:?}");
     let inode = |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap().ino();
     let made: Vec<u64> = ready.iter().map(|p| inode(p)).collect();
+    // The files its runner holds open and nameless, for the next task's answer and end.
+    let fds = format!("/proc/{}/fd", env.runner_pid("sh1"));
+    let nameless: Vec<u64> = std::fs::read_dir(&fds)
+        .unwrap()
+        .filter_map(|e| {
+            let fd = e.ok()?.path();
+            let target = std::fs::read_link(&fd).ok()?;
+            let target = target.to_string_lossy();
+            (target.contains("/tasks/#") && target.ends_with("(deleted)"))
+                .then(|| std::fs::metadata(&fd).unwrap().ino())
+        })
+        .collect();
+    assert_eq!(nameless.len(), 2, "{nameless:?}");
     let id = env.send("sh1", "echo ahead");
     let dir = env.task_dir(&id);
     assert!(made.contains(&inode(&dir)), "{id} was made by the caller");
@@ -118,6 +131,9 @@ fn a_task_folder_is_one_the_runner_made_ahead_and_reads_as_a_new_one() {
         assert_eq!(meta.nlink(), 1, "{name}");
     }
     assert_eq!(env.done_json(&id)["state"], "ok");
+    for name in ["result", "done.json"] {
+        assert!(nameless.contains(&inode(&dir.join(name))), "{name}");
+    }
     wait_until("the runner makes another", secs(10), || {
         let now = spares(&env, "sh1");
         now.len() == 2 && now != ready
@@ -125,8 +141,9 @@ fn a_task_folder_is_one_the_runner_made_ahead_and_reads_as_a_new_one() {
 }
 
 /// A spare that is not what a runner makes (a link to somewhere else, a folder with a prompt
-/// in it) is thrown away without touching what it points at, and the caller makes its own; a
-/// runner that died making one leaves nothing once it starts again.
+/// in it, one with an answer in it already) is thrown away without touching what it points at,
+/// and the caller makes its own; a runner that died making one leaves nothing once it starts
+/// again.
 #[test]
 fn a_planted_spare_is_thrown_away_and_the_task_is_the_callers() {
     let env = Env::new();
@@ -145,8 +162,14 @@ fn a_planted_spare_is_thrown_away_and_the_task_is_the_callers() {
     std::fs::create_dir(&filled).unwrap();
     std::fs::write(filled.join("prompt"), "echo planted").unwrap();
     std::fs::write(filled.join("task.json"), "").unwrap();
+    let answered = spare.join("dddd");
+    std::fs::create_dir(&answered).unwrap();
+    for (name, text) in [("prompt", ""), ("task.json", ""), ("result", "forged")] {
+        std::fs::write(answered.join(name), text).unwrap();
+    }
+    std::fs::write(answered.join("done.json"), r#"{"state":"ok"}"#).unwrap();
     std::fs::create_dir(spare.join(".new-cccc")).unwrap();
-    let ids: Vec<String> = (0..2)
+    let ids: Vec<String> = (0..3)
         .map(|n| {
             let out = env.run(["send", "sh1", &format!("echo mine {n}"), "--queue"]);
             out.ok().stdout.trim().to_string()
@@ -162,4 +185,32 @@ fn a_planted_spare_is_thrown_away_and_the_task_is_the_callers() {
     let now = spares(&env, "sh1");
     assert_eq!(now.len(), 2, "{now:?}");
     assert!(!now.contains(&spare.join(".new-cccc")), "{now:?}");
+}
+
+/// An agent's `spare/` that is a link is never used, listed or cleared: callers make their
+/// own folders, and what it points at is left as it is.
+#[test]
+fn a_spare_folder_that_is_a_link_is_left_alone() {
+    let env = Env::new();
+    env.start("sh1", &[]);
+    env.run(["agent", "stop", "sh1"]).ok();
+    let spare = env.agent_dir("sh1").join("spare");
+    std::fs::remove_dir_all(&spare).unwrap();
+    let elsewhere = env.path("elsewhere");
+    let ready = elsewhere.join("aaaa");
+    std::fs::create_dir_all(&ready).unwrap();
+    std::fs::write(ready.join("prompt"), "").unwrap();
+    std::fs::write(ready.join("task.json"), "").unwrap();
+    std::fs::create_dir(elsewhere.join(".new-bbbb")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &spare).unwrap();
+    env.start("sh1", &[]);
+    let out = env.run(["ask", "sh1", "echo still answered"]).ok();
+    assert_eq!(out.stdout, "still answered\n");
+    let mut left: Vec<_> = std::fs::read_dir(&elsewhere)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, [".new-bbbb", "aaaa"]);
+    assert_eq!(std::fs::read_dir(&ready).unwrap().count(), 2);
 }
