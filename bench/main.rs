@@ -10,6 +10,8 @@
 //!
 //! `BENCH_QUICK=1` runs every section with fewer repetitions (a smoke run, not for the README);
 //! naming sections (`scripts/bench round-trip scale`) runs only those. Neither writes RESULTS.md.
+//! `BENCH_AB=PATH scripts/bench ab` (only when named) runs the round trip of this build and of
+//! another baton binary, interleaved, each against its own floor: a change's before and after.
 
 #![allow(clippy::unwrap_used)]
 
@@ -443,6 +445,92 @@ impl Bench {
         assert!(ok, "a task was lost or run twice");
     }
 
+    /// `BENCH_AB=OTHER scripts/bench ab`: the round trip of this build against another baton
+    /// binary (another commit's build), interleaved in one run, each against its own floor. Not
+    /// part of the full run.
+    fn ab(&mut self) {
+        let Some(other) = std::env::var_os("BENCH_AB") else {
+            self.line(
+                "\n`ab` compares with another build: BENCH_AB=PATH-TO-ITS-BATON scripts/bench ab",
+            );
+            return;
+        };
+        let n = self.n(300, 30);
+        let bins = [PathBuf::from(BIN), PathBuf::from(&other)];
+        let homes = [
+            self.dir.path().join("ab-this"),
+            self.dir.path().join("ab-other"),
+        ];
+        let cmd = |i: usize, args: &[&str]| {
+            let mut c = Command::new(&bins[i]);
+            c.args(args)
+                .env("BATON_HOME", &homes[i])
+                .env_remove("BATON_AGENT")
+                .env_remove("BATON_EDITOR")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            c
+        };
+        let timed = |i: usize, args: &[&str]| {
+            let t = Instant::now();
+            assert!(cmd(i, args).status().unwrap().success(), "{args:?}");
+            t.elapsed()
+        };
+        for i in 0..2 {
+            timed(
+                i,
+                &["agent", "start", "ab-exec", "--driver", "exec", "--", "cat"],
+            );
+            timed(i, &["agent", "start", "ab-shell"]);
+            for _ in 0..10 {
+                timed(i, &["ask", "ab-exec", "warm"]);
+                timed(i, &["ask", "ab-shell", ":"]);
+            }
+        }
+        // [floor, exec, shell] of this build, then of the other.
+        let mut series: Vec<Vec<Duration>> = vec![Vec::new(); 6];
+        for _ in 0..n {
+            for i in 0..2 {
+                series[3 * i].push(timed(i, &["--version"]));
+                series[3 * i + 1].push(timed(i, &["ask", "ab-exec", "ping"]));
+                series[3 * i + 2].push(timed(i, &["ask", "ab-shell", "echo ping"]));
+            }
+        }
+        for i in 0..2 {
+            timed(i, &["agent", "stop", "ab-exec"]);
+            timed(i, &["agent", "stop", "ab-shell"]);
+        }
+        let s: Vec<(Duration, Duration)> = series.into_iter().map(stats).collect();
+        self.line(format!(
+            "\n## This build against {} ({n} runs each, interleaved)\n",
+            other.to_string_lossy()
+        ));
+        self.line(
+            "| | this build: median, p99 | ÷ its floor | the other: median, p99 | ÷ its floor |",
+        );
+        self.line("|---|---:|---:|---:|---:|");
+        for (row, what) in [
+            "the floor (`baton --version`)",
+            "round trip, exec agent (`cat`)",
+            "round trip, shell agent",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let cell = |i: usize| {
+                let (m, p) = s[3 * i + row];
+                format!(
+                    "{:.2} ms, {:.2} ms | {:.2}×",
+                    ms(m),
+                    ms(p),
+                    ms(m) / ms(s[3 * i].0)
+                )
+            };
+            self.line(format!("| {what} | {} | {} |", cell(0), cell(1)));
+        }
+    }
+
     fn size(&mut self) {
         let bytes = fs::metadata(BIN).unwrap().len();
         self.line("\n## Size\n");
@@ -723,8 +811,9 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let run = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
-    let sections: [Section; 7] = [
+    // `ab` runs only when named.
+    let run = |name: &str| (only.is_empty() && name != "ab") || only.iter().any(|o| o == name);
+    let sections: [Section; 8] = [
         ("round-trip", Bench::round_trip),
         ("syscalls", Bench::syscalls),
         ("pass-through", Bench::pass_through),
@@ -732,6 +821,7 @@ fn main() {
         ("throughput", Bench::throughput),
         ("size", Bench::size),
         ("scale", Bench::scale),
+        ("ab", Bench::ab),
     ];
     for (name, section) in sections {
         if run(name) {
