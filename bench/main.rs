@@ -579,6 +579,8 @@ impl Bench {
             fs::write(dir.join("result"), "old").unwrap();
         }
         let fill = t.elapsed();
+        // The history's write-back is the bench's own work, not what is measured.
+        nix::unistd::sync();
         let loaded = (timed(&status, 20), timed(&ask, 50));
         let t = Instant::now();
         assert!(me
@@ -587,6 +589,7 @@ impl Bench {
             .unwrap()
             .success());
         let gc = t.elapsed();
+        nix::unistd::sync();
         let after = (timed(&status, 20), timed(&ask, 50));
         let _ = me.cmd(&["agent", "stop", "s0"]).status();
         self.line(format!(
@@ -609,10 +612,14 @@ impl Bench {
         ] {
             self.line(format!("| {what} | {:.2} ms | {:.2} ms |", ms(st), ms(ak)));
         }
+        let (st, ak) = (ms(loaded.0) / ms(many.0), ms(loaded.1) / ms(many.1));
+        let verdict = if st <= 1.2 && ak <= 1.2 {
+            "The history costs nothing"
+        } else {
+            "The history costs something in this run"
+        };
         self.line(format!(
-            "\nThe history costs nothing: with {history} finished tasks `status` takes {:.2}× and `ask` {:.2}× their time with none. `status` reads a few small files per agent ({agents} agents: {:.2}× an empty state folder). (Writing the history took {:.1} s.) Delivery never lists `tasks/`; only `gc` walks the history.",
-            ms(loaded.0) / ms(many.0),
-            ms(loaded.1) / ms(many.1),
+            "\n{verdict}: with {history} finished tasks `status` takes {st:.2}× and `ask` {ak:.2}× their time with none. `status` reads a few small files per agent ({agents} agents: {:.2}× an empty state folder). (Writing the history took {:.1} s; the disk is synced after it and after `gc`, before the timings.) Delivery never lists `tasks/`; only `gc` walks the history.",
             ms(loaded.0) / ms(empty),
             fill.as_secs_f64()
         ));
