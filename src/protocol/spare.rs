@@ -89,7 +89,7 @@ fn open_blank(path: &Path) -> Result<File, StoreError> {
         .open(path)
         .during("opening", path)?;
     let meta = file.metadata().during("checking", path)?;
-    let ours = meta.uid() == nix::unistd::geteuid().as_raw();
+    let ours = meta.uid() == store::euid();
     if !(meta.file_type().is_file() && ours && meta.len() == 0 && meta.nlink() == 1) {
         return Err(StoreError::Unsafe {
             path: path.into(),

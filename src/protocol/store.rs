@@ -237,7 +237,7 @@ pub fn check_dir(dir: &Path) -> Result<()> {
 }
 
 /// This process's effective uid, asked of the kernel once.
-fn euid() -> u32 {
+pub(crate) fn euid() -> u32 {
     static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     *EUID.get_or_init(|| nix::unistd::geteuid().as_raw())
 }
