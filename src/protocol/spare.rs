@@ -7,8 +7,9 @@
 //!
 //! A spare is never what a reader sees as a task: it is outside `tasks/` until it is taken, and
 //! once taken it holds what a folder the caller made would hold. One that is not what a runner
-//! makes (a link, another owner's, files that are not empty) is thrown away and the caller makes
-//! its own; so does a caller that finds none (the runner is busy, or it is another disk).
+//! makes (a link, another owner's, files that are not empty, anything else in it) is thrown away
+//! and the caller makes its own; so does a caller that finds none (the runner is busy, or it is
+//! another disk), or finds `spare/` itself is not a folder of its own.
 
 use std::fs::{self, File};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
