@@ -33,6 +33,19 @@ pub fn hold(path: &Path) -> Result<Option<Held>> {
     take(path, PROBE_GRACE)
 }
 
+/// Whether `path` is still the file whose lock `held` is: false once the agent's folder was
+/// removed (or the lock file replaced), when no one can reach its runner any more.
+pub fn still_at(held: &Held, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let id = |m: std::fs::Metadata| (m.dev(), m.ino());
+    match (held.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(mine), Ok(there)) => id(mine) == id(there),
+        // Not known: take it as still there.
+        (Err(_), _) => true,
+        (_, Err(e)) => e.kind() != std::io::ErrorKind::NotFound,
+    }
+}
+
 /// Takes an exclusive lock on `path` (created if missing), waiting at most `wait` for whoever
 /// holds it. `Ok(None)` if it is still held then.
 pub fn take(path: &Path, wait: Duration) -> Result<Option<Held>> {

@@ -85,7 +85,7 @@ struct Runner<'a> {
 /// for it), and stdout then becomes the log.
 pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> anyhow::Result<()> {
     let paths = store.ensure_agent(&spec.name)?;
-    let Some(_lock) = lock::hold(&paths.lock)? else {
+    let Some(held) = lock::hold(&paths.lock)? else {
         return Err(already_running(&paths).into());
     };
     // Every waiting caller holds a connection to the runner: allow as many as the system does.
@@ -112,7 +112,7 @@ pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> anyhow::Result<()>
         let _ = out.flush();
         let _ = nix::unistd::dup2_stdout(runner.log.as_fd());
     }
-    let result = runner.serve();
+    let result = runner.serve(&held);
     runner.driver.shutdown(&runner.sigs);
     if spec.driver != DriverKind::Tmux {
         reap_leftovers(store, &runner.paths, &runner.log);

@@ -21,7 +21,9 @@ use crate::protocol::{store, AgentState, State, Task, TaskEnd, TaskPaths};
 use crate::sys::time;
 
 impl Runner<'_> {
-    pub(super) fn serve(&mut self) -> anyhow::Result<()> {
+    /// Serves tasks until a stop signal, the driver's end, or the agent's folder going (`held`
+    /// is the runner's lock, whose file is in it).
+    pub(super) fn serve(&mut self, held: &crate::protocol::lock::Held) -> anyhow::Result<()> {
         loop {
             if self.stop_requested() {
                 return Ok(());
@@ -50,6 +52,12 @@ impl Runner<'_> {
                 // Nothing to do: make again what the last task used.
                 Ok(None) if std::mem::take(&mut self.spares_taken) => self.make_ahead(),
                 Ok(None) => {}
+                // The agent's folder was removed (the whole state folder, say): no caller can
+                // reach this runner any more, and no folder is left to serve.
+                Err(_) if !crate::protocol::lock::still_at(held, &self.paths.lock) => {
+                    self.say("the agent's folder was removed: stopping");
+                    return Ok(());
+                }
                 // The machine refuses (too many open files, a read-only or full folder): say so
                 // once, and look again when something happens, or in a second.
                 Err(e) => self.in_trouble(&format!("cannot take the next task: {e}")),

@@ -372,6 +372,28 @@ fn an_exec_agents_script_without_a_shebang_line_is_run_by_sh() {
     assert!(out.stderr.contains("status 127"), "{}", out.stderr);
 }
 
+/// A runner whose state folder is removed (`rm -rf` of it, to start afresh) cannot be reached
+/// or stopped by anyone any more: it stops on its own, with its agent, instead of living on
+/// and looking again every second.
+#[test]
+fn a_runner_whose_state_folder_is_removed_stops_with_its_agent() {
+    let env = Env::new();
+    env.start("sh1", &[]);
+    env.start("ex", &["--driver", "exec", "--", "cat"]);
+    assert_eq!(env.run(["ask", "sh1", "echo up"]).ok().stdout, "up\n");
+    // The two runners and the shell.
+    assert!(processes_with_home(&env.home).len() >= 3);
+    // As `rm -rf` does it, again if a runner wrote a file into it meanwhile.
+    wait_until("the state folder is removed", secs(10), || {
+        fs::remove_dir_all(&env.home).is_ok() || !env.home.exists()
+    });
+    wait_until(
+        "every process of the state folder is gone",
+        secs(10),
+        || processes_with_home(&env.home).is_empty(),
+    );
+}
+
 #[test]
 fn stop_and_cancel_leave_no_process_behind() {
     let env = Env::new();
