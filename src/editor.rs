@@ -418,10 +418,10 @@ pub fn passthrough(args: &[OsString]) -> anyhow::Result<Exit> {
 /// Whether `path` is the program running now (the same file, by device and inode, whatever
 /// links lead to it).
 fn is_self(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let id = |p: &Path| fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
-    let me = id(Path::new("/proc/self/exe"));
-    me.is_some() && id(path) == me
+    match (fs::metadata(path), fs::metadata("/proc/self/exe")) {
+        (Ok(it), Ok(me)) => crate::protocol::store::same_file(&it, &me),
+        _ => false,
+    }
 }
 
 /// The real editor: `$BATON_EDITOR`, else the configured one, else the first of nvim, vim, vi,

@@ -36,10 +36,8 @@ pub fn hold(path: &Path) -> Result<Option<Held>> {
 /// Whether `path` is still the file whose lock `held` is: false once the agent's folder was
 /// removed (or the lock file replaced), when no one can reach its runner any more.
 pub fn still_at(held: &Held, path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let id = |m: std::fs::Metadata| (m.dev(), m.ino());
     match (held.metadata(), std::fs::symlink_metadata(path)) {
-        (Ok(mine), Ok(there)) => id(mine) == id(there),
+        (Ok(mine), Ok(there)) => crate::protocol::store::same_file(&mine, &there),
         // Not known: take it as still there.
         (Err(_), _) => true,
         (_, Err(e)) => e.kind() != std::io::ErrorKind::NotFound,

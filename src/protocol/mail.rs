@@ -10,7 +10,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -91,7 +91,7 @@ fn lock_current(mailbox: &Mailbox) -> Result<Flock<File>> {
         let held = Flock::lock(file, FlockArg::LockExclusive)
             .map_err(|(_, e)| StoreError::io("locking", &mailbox.jsonl, e.into()))?;
         let same = match (held.metadata(), fs::symlink_metadata(&mailbox.jsonl)) {
-            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            (Ok(a), Ok(b)) => store::same_file(&a, &b),
             _ => false,
         };
         if same {

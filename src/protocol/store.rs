@@ -236,6 +236,11 @@ pub fn check_dir(dir: &Path) -> Result<()> {
     check_meta(dir, &meta)
 }
 
+/// Whether two metadata are of the same file (device and inode), whatever names lead to it.
+pub fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
 /// This process's effective uid, asked of the kernel once.
 pub(crate) fn euid() -> u32 {
     static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
