@@ -161,7 +161,7 @@ fn write_first(blank: Option<fs::File>, path: &Path, bytes: &[u8]) -> Result<()>
 }
 
 /// Creates `path` (it must not exist), mode 0600, with `bytes`.
-fn write_fresh(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(super) fn write_fresh(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = fs::OpenOptions::new()

@@ -36,7 +36,7 @@ pub fn take(spare: &Path, dir: &Path) -> Option<Taken> {
     store::check_dir(spare).ok()?;
     let ready = fs::read_dir(spare).ok()?;
     for entry in ready.filter_map(Result::ok) {
-        if entry.file_name().as_encoded_bytes().starts_with(b".") {
+        if !in_view(&entry) {
             continue;
         }
         match renameat2(
@@ -120,20 +120,14 @@ pub fn refill(spare: &Path) -> Result<(), StoreError> {
     let ready = fs::read_dir(spare)
         .during("listing", spare)?
         .filter_map(Result::ok)
-        .filter(|e| !e.file_name().as_encoded_bytes().starts_with(b"."))
+        .filter(in_view)
         .count();
     for _ in ready..KEPT {
         let making = spare.join(format!(".new-{:016x}", random_u64()));
         let made = (|| {
             store::create_dir(&making)?;
             for name in [PROMPT, TASK_JSON] {
-                let path = making.join(name);
-                fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .during("creating", &path)?;
+                super::inbox::write_fresh(&making.join(name), b"")?;
             }
             let ready = spare.join(format!("{:016x}", random_u64()));
             fs::rename(&making, &ready).during("renaming into place", &ready)
@@ -144,6 +138,11 @@ pub fn refill(spare: &Path) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// A spare ready to be taken: not one being made (`.new-…`), nor anything else hidden.
+fn in_view(entry: &fs::DirEntry) -> bool {
+    !entry.file_name().as_encoded_bytes().starts_with(b".")
 }
 
 /// Removes what a runner that died while making a spare left half made.
@@ -199,15 +198,20 @@ impl Unnamed {
         }
     }
 
-    /// A file made ahead, to write into and then `name`.
-    pub fn take(&mut self) -> Option<File> {
-        self.ready.pop()
+    /// A file made ahead, holding `bytes`, given the name `path` (which must not exist yet, and
+    /// appears whole): `Some((file, true))`, or `Some((_, false))` if `path` exists. `None` if
+    /// there is none ready or it cannot be written or linked (then the caller makes the file
+    /// itself, and, if it never can be here, no more are made).
+    pub fn place(&mut self, path: &Path, bytes: &[u8]) -> Option<(File, bool)> {
+        use std::io::Write;
+        let mut file = self.ready.pop()?;
+        file.write_all(bytes).ok()?;
+        let named = self.name(&file, path).ok()?;
+        Some((file, named))
     }
 
-    /// Gives `path` (which must not exist yet) to `file`, one `take` gave. `Ok(false)` if
-    /// `path` exists; an error if it cannot be linked (then the caller makes the file itself,
-    /// and, if it never can be here, no more are made).
-    pub fn name(&mut self, file: &File, path: &Path) -> std::io::Result<bool> {
+    /// Gives `path` to `file`, one made ahead: `Ok(false)` if `path` exists.
+    fn name(&mut self, file: &File, path: &Path) -> std::io::Result<bool> {
         use std::os::fd::AsRawFd;
         let from = format!("/proc/self/fd/{}", file.as_raw_fd());
         match nix::unistd::linkat(

@@ -185,16 +185,11 @@ impl TaskPaths {
         end: &TaskEnd,
         ahead: &mut super::spare::Unnamed,
     ) -> Result<bool, StoreError> {
-        use std::io::Write;
         let bytes = super::json_line(&self.done, end)?;
-        if let Some(mut file) = ahead.take() {
-            if file.write_all(&bytes).is_ok() {
-                if let Ok(named) = ahead.name(&file, &self.done) {
-                    return Ok(named);
-                }
-            }
+        match ahead.place(&self.done, &bytes) {
+            Some((_, named)) => Ok(named),
+            None => store::write_new(&self.done, &bytes),
         }
-        store::write_new(&self.done, &bytes)
     }
 
     /// Marks the task as waited on for as long as the returned lock lives: a shared flock on

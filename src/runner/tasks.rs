@@ -393,12 +393,10 @@ impl Runner<'_> {
 
     /// The task's `output`, new: a file made ahead given its name, or else created.
     fn create_output(&mut self, task: &TaskPaths) -> std::io::Result<fs::File> {
-        if let Some(file) = self.ahead.take() {
-            if let Ok(true) = self.ahead.name(&file, &task.output) {
-                return Ok(file);
-            }
+        match self.ahead.place(&task.output, b"") {
+            Some((file, true)) => Ok(file),
+            _ => store::create_private(&task.output),
         }
-        store::create_private(&task.output)
     }
 
     /// Watches the folder of the task in flight: the cancel request arriving, and the folder's
