@@ -114,10 +114,10 @@ pub fn spawn(cmd: TaskCommand<'_>) -> io::Result<Process> {
     }
     let cwd = cstr(cmd.cwd.as_os_str().as_bytes())?;
     let argv = null_terminated(&argv_owned);
-    let sh_owned: Vec<CString> = std::iter::once(c"/bin/sh".to_owned())
-        .chain(argv_owned.iter().cloned())
+    // The same arguments, after `/bin/sh` (a static string): no copy of them is made.
+    let sh_argv: Vec<*const c_char> = std::iter::once(c"/bin/sh".as_ptr())
+        .chain(argv.iter().copied())
         .collect();
-    let sh_argv = null_terminated(&sh_owned);
     let envp = null_terminated(&env_owned);
     // The child dup2s these onto 0, 1 and 2: none may be one of those already.
     let [stdin, stdout, stderr] = cmd.stdio.map(above_stdio);
