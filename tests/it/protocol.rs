@@ -140,6 +140,20 @@ fn a_task_folder_is_one_the_runner_made_ahead_and_reads_as_a_new_one() {
     });
 }
 
+/// An agent that has run once and is stopped (its spares left as they are): its `spare/`.
+fn stopped_agents_spares(env: &Env) -> std::path::PathBuf {
+    env.start("sh1", &[]);
+    env.run(["agent", "stop", "sh1"]).ok();
+    env.agent_dir("sh1").join("spare")
+}
+
+/// Makes `dir` as a runner makes a spare: a folder with an empty `prompt` and `task.json`.
+fn blank_spare(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("prompt"), "").unwrap();
+    std::fs::write(dir.join("task.json"), "").unwrap();
+}
+
 /// A spare that is not what a runner makes (a link to somewhere else, a folder with a prompt
 /// in it, one with an answer in it already) is thrown away without touching what it points at,
 /// and the caller makes its own; a runner that died making one leaves nothing once it starts
@@ -147,26 +161,19 @@ fn a_task_folder_is_one_the_runner_made_ahead_and_reads_as_a_new_one() {
 #[test]
 fn a_planted_spare_is_thrown_away_and_the_task_is_the_callers() {
     let env = Env::new();
-    env.start("sh1", &[]);
-    env.run(["agent", "stop", "sh1"]).ok();
-    let spare = env.agent_dir("sh1").join("spare");
+    let spare = stopped_agents_spares(&env);
     for old in spares(&env, "sh1") {
         std::fs::remove_dir_all(old).unwrap();
     }
     let elsewhere = env.path("elsewhere");
-    std::fs::create_dir(&elsewhere).unwrap();
-    std::fs::write(elsewhere.join("prompt"), "").unwrap();
-    std::fs::write(elsewhere.join("task.json"), "").unwrap();
+    blank_spare(&elsewhere);
     std::os::unix::fs::symlink(&elsewhere, spare.join("aaaa")).unwrap();
     let filled = spare.join("bbbb");
-    std::fs::create_dir(&filled).unwrap();
+    blank_spare(&filled);
     std::fs::write(filled.join("prompt"), "echo planted").unwrap();
-    std::fs::write(filled.join("task.json"), "").unwrap();
     let answered = spare.join("dddd");
-    std::fs::create_dir(&answered).unwrap();
-    for (name, text) in [("prompt", ""), ("task.json", ""), ("result", "forged")] {
-        std::fs::write(answered.join(name), text).unwrap();
-    }
+    blank_spare(&answered);
+    std::fs::write(answered.join("result"), "forged").unwrap();
     std::fs::write(answered.join("done.json"), r#"{"state":"ok"}"#).unwrap();
     std::fs::create_dir(spare.join(".new-cccc")).unwrap();
     let ids: Vec<String> = (0..3)
@@ -192,15 +199,11 @@ fn a_planted_spare_is_thrown_away_and_the_task_is_the_callers() {
 #[test]
 fn a_spare_folder_that_is_a_link_is_left_alone() {
     let env = Env::new();
-    env.start("sh1", &[]);
-    env.run(["agent", "stop", "sh1"]).ok();
-    let spare = env.agent_dir("sh1").join("spare");
+    let spare = stopped_agents_spares(&env);
     std::fs::remove_dir_all(&spare).unwrap();
     let elsewhere = env.path("elsewhere");
     let ready = elsewhere.join("aaaa");
-    std::fs::create_dir_all(&ready).unwrap();
-    std::fs::write(ready.join("prompt"), "").unwrap();
-    std::fs::write(ready.join("task.json"), "").unwrap();
+    blank_spare(&ready);
     std::fs::create_dir(elsewhere.join(".new-bbbb")).unwrap();
     std::os::unix::fs::symlink(&elsewhere, &spare).unwrap();
     env.start("sh1", &[]);
