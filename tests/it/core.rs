@@ -590,3 +590,27 @@ fn ask_send_wait_editor_mode_and_the_demo_report_one_shape_of_end() {
     assert_eq!(shown["state"], "ok");
     assert_eq!(shown["agent"], "demo");
 }
+
+/// Every start of baton loads the C library and nothing else: the unwinder is linked in
+/// (build.rs), so no start pays for loading `libgcc_s.so` and its constructor.
+#[test]
+fn a_start_loads_only_the_c_library() {
+    if option_env!("BATON_STATIC_UNWINDER").is_none() {
+        eprintln!(
+            "skipped: this build links the C compiler's unwinder dynamically (no libgcc_eh.a)"
+        );
+        return;
+    }
+    let env = Env::new();
+    let mut cmd = env.cmd(["--version"]);
+    cmd.env("LD_DEBUG", "libs");
+    let out = env.output(cmd, None).expect(0);
+    assert!(out.stdout.starts_with("baton "), "{}", out.stdout);
+    // The loader's own trace of what it loads, which names libc: the probe works.
+    assert!(
+        out.stderr.contains("find library=libc.so.6"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("libgcc_s"), "{}", out.stderr);
+}

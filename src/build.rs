@@ -1,0 +1,29 @@
+//! Links libgcc's unwinder (`libgcc_eh.a`) into baton on GNU/Linux, so that no start of baton
+//! loads `libgcc_s.so`: the standard library needs its unwinder only for backtraces (a panic
+//! aborts), and loading the library, with its constructor asking the CPU its features, is
+//! about a tenth of a start (bench/RESULTS.md). Where the archive is missing, nothing changes.
+
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    let target = std::env::var("TARGET").unwrap_or_default();
+    if !target.ends_with("-linux-gnu") {
+        return;
+    }
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let found = Command::new(cc)
+        .arg("-print-file-name=libgcc_eh.a")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .is_some_and(|path| path.contains('/'));
+    if found {
+        // Not bundled into the library: the final link finds it where the C compiler does,
+        // before the standard library's `-lgcc_s`, which `--as-needed` then drops.
+        println!("cargo:rustc-link-lib=static:-bundle=gcc_eh");
+        // For the test that no start loads it.
+        println!("cargo:rustc-env=BATON_STATIC_UNWINDER=1");
+    }
+}
