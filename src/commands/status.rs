@@ -139,10 +139,13 @@ pub fn rows(store: &Store) -> anyhow::Result<Vec<Row>> {
 fn read_rows(store: &Store) -> anyhow::Result<Vec<Row>> {
     const PER_THREAD: usize = 32;
     let names = store.agent_names()?;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(names.len().div_ceil(PER_THREAD))
-        .max(1);
+    // Asking how many CPUs there are reads the cgroup's files: only worth it for many agents.
+    let threads = match names.len() {
+        n if n <= PER_THREAD => 1,
+        n => std::thread::available_parallelism()
+            .map_or(1, |cpus| cpus.get())
+            .min(n.div_ceil(PER_THREAD)),
+    };
     if threads == 1 {
         return Ok(names.iter().filter_map(|n| named_row(store, n)).collect());
     }
