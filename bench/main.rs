@@ -15,6 +15,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+// Linked for its link directives only: the library links libgcc's unwinder in (src/build.rs), so
+// this binary, as the pass-through's exec-only floor, starts as baton does.
+extern crate baton as _;
+
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
