@@ -6,13 +6,17 @@
 use std::process::Command;
 
 fn main() {
-    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/build.rs");
+    println!("cargo:rerun-if-env-changed=CC");
     let target = std::env::var("TARGET").unwrap_or_default();
-    if !target.ends_with("-linux-gnu") {
+    // A cross build keeps the default: the C compiler asked here is the host's.
+    if !target.ends_with("-linux-gnu") || std::env::var("HOST").ok() != Some(target) {
         return;
     }
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let found = Command::new(cc)
+    let mut words = cc.split_whitespace();
+    let found = Command::new(words.next().unwrap_or("cc"))
+        .args(words)
         .arg("-print-file-name=libgcc_eh.a")
         .output()
         .ok()
