@@ -596,8 +596,9 @@ fn ask_send_wait_editor_mode_and_the_demo_report_one_shape_of_end() {
 #[test]
 fn a_start_loads_only_the_c_library() {
     if option_env!("BATON_STATIC_UNWINDER").is_none() {
-        eprintln!(
-            "skipped: this build links the C compiler's unwinder dynamically (no libgcc_eh.a)"
+        skipped(
+            "a_start_loads_only_the_c_library",
+            "this build links the C compiler's unwinder dynamically (no libgcc_eh.a)",
         );
         return;
     }
