@@ -29,10 +29,17 @@ impl<'fd> Poll<'fd> {
     }
 
     /// Sleeps until a descriptor is ready or `deadline` passes (never, if `None`). A signal that
-    /// interrupts the sleep is not an error: the caller looks at its signal pipe anyway.
+    /// interrupts the sleep is not an error: the descriptors are looked at once more without
+    /// waiting, so that `ready` tells what the signal's handler (a self-pipe) or anyone else
+    /// made ready meanwhile.
     pub fn wait(&mut self, deadline: Option<Instant>) -> io::Result<()> {
         match nix::poll::poll(&mut self.fds, timeout_until(deadline)) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
+            Ok(_) => Ok(()),
+            Err(nix::errno::Errno::EINTR) => {
+                // Interrupted again, it says nothing ready: the caller's next wait finds it.
+                let _ = nix::poll::poll(&mut self.fds, PollTimeout::ZERO);
+                Ok(())
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -86,6 +93,60 @@ mod tests {
         poll.wait(Some(start + Duration::from_secs(10))).unwrap();
         assert!(start.elapsed() < Duration::from_secs(5));
         assert!(poll.ready(a) && !poll.ready(b));
+    }
+
+    #[test]
+    fn after_a_signal_what_its_handler_made_ready_is_ready() {
+        use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+        use std::os::fd::AsRawFd;
+        use std::sync::atomic::{AtomicI32, Ordering};
+        static PIPE: AtomicI32 = AtomicI32::new(-1);
+        // A self-pipe, as the runner's: the handler writes a byte into it.
+        extern "C" fn handler(_: i32) {
+            let byte = [1u8];
+            // SAFETY: write(2) is async-signal-safe; the descriptor lives until the test ends.
+            unsafe { nix::libc::write(PIPE.load(Ordering::SeqCst), byte.as_ptr().cast(), 1) };
+        }
+        let (rx, tx) = UnixStream::pair().unwrap();
+        tx.set_nonblocking(true).unwrap();
+        PIPE.store(tx.as_raw_fd(), Ordering::SeqCst);
+        let action = SigAction::new(
+            SigHandler::Handler(handler),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
+        // SAFETY: the handler only calls write(2).
+        unsafe { sigaction(Signal::SIGUSR2, &action) }.unwrap();
+        // SAFETY: neither can fail.
+        let (me, tid) = unsafe { (nix::libc::pthread_self(), nix::libc::gettid()) };
+        let mut poll = Poll::new();
+        let r = poll.add(rx.as_fd());
+        std::thread::scope(|scope| {
+            // The signal comes once this thread sleeps in `poll` (what /proc says it is in),
+            // so that it interrupts the sleep; bounded, for a machine that never schedules it.
+            scope.spawn(move || {
+                let syscall = format!("/proc/self/task/{tid}/syscall");
+                let give_up = Instant::now() + Duration::from_secs(20);
+                while Instant::now() < give_up {
+                    let now = std::fs::read_to_string(&syscall).unwrap_or_default();
+                    // poll(2) or ppoll(2), on x86-64 and on arm64.
+                    if ["7 ", "271 ", "73 "].iter().any(|n| now.starts_with(n)) {
+                        // SAFETY: `me` is the thread that sleeps in `poll`.
+                        unsafe { nix::libc::pthread_kill(me, nix::libc::SIGUSR2) };
+                        return;
+                    }
+                    std::thread::yield_now();
+                }
+            });
+            let start = Instant::now();
+            poll.wait(Some(start + Duration::from_secs(30))).unwrap();
+            assert!(start.elapsed() < Duration::from_secs(25), "no signal came");
+        });
+        PIPE.store(-1, Ordering::SeqCst);
+        assert!(
+            poll.ready(r),
+            "the self-pipe its handler wrote into is ready"
+        );
     }
 
     #[test]

@@ -101,13 +101,12 @@ impl Runner<'_> {
     /// `driver`) or `deadline`; then takes the signals and events and answers the control
     /// requests.
     pub(super) fn sleep(&mut self, driver: bool, deadline: Option<Instant>) -> std::io::Result<()> {
-        let watchers_ready: Vec<bool> = {
+        let control_deadline = self.control.next_deadline();
+        let (sigs_ready, inotify_ready, control_ready, watchers_ready) = {
             let mut poll = Poll::new();
-            poll.add(self.sigs.fd());
-            poll.add(self.inotify.as_fd());
-            for fd in self.control.fds() {
-                poll.add(fd);
-            }
+            let sigs = poll.add(self.sigs.fd());
+            let inotify = poll.add(self.inotify.as_fd());
+            let control: Vec<usize> = self.control.fds().map(|fd| poll.add(fd)).collect();
             if let Some(fd) = self.driver.fd().filter(|_| driver) {
                 poll.add(fd);
             }
@@ -117,16 +116,30 @@ impl Runner<'_> {
                 .iter()
                 .map(|(_, w)| poll.add(w.fd()))
                 .collect();
-            poll.wait(earliest([deadline, self.control.next_deadline()]))?;
-            watchers.into_iter().map(|i| poll.ready(i)).collect()
+            poll.wait(earliest([deadline, control_deadline]))?;
+            // Each source is read only if it has something.
+            let ready = |i: usize| poll.ready(i);
+            (
+                ready(sigs),
+                ready(inotify),
+                control.into_iter().any(ready),
+                watchers.into_iter().map(ready).collect::<Vec<bool>>(),
+            )
         };
-        self.sigs.drain();
-        drain_inotify(&mut self.inotify);
+        if sigs_ready {
+            self.sigs.drain();
+        }
+        if inotify_ready {
+            drain_inotify(&mut self.inotify);
+        }
         // Close the connections of callers that stopped watching.
         let mut ready = watchers_ready.into_iter();
         self.watchers
             .retain(|(_, w)| !(ready.next().unwrap_or(false) && w.gone()));
-        self.serve_control();
+        // A request that is too slow is closed at its deadline.
+        if control_ready || control_deadline.is_some_and(|at| at <= Instant::now()) {
+            self.serve_control();
+        }
         Ok(())
     }
 
