@@ -18,8 +18,15 @@ pub const BEFORE_WRITE: &str = "before-write";
 /// In a waiting coordinator, when it has learnt that the runner of a task died, before it looks
 /// at what became of the task.
 pub const RUNNER_GONE: &str = "runner-gone";
+/// In a caller about to hand its workflow to a supervisor (its record saved).
+pub const HANDING_OFF: &str = "handing-off";
 /// In a caller that has handed its workflow to a supervisor, before it lets go of the record.
 pub const HANDED_OFF: &str = "handed-off";
+/// In a caller that has handed its workflow over, once it has looked for a stop signal to pass
+/// on for the last time.
+pub const LETTING_GO: &str = "letting-go";
+/// In `baton cancel`, once it has read which process runs the workflow, before it signals it.
+pub const CANCEL_SIGNALS: &str = "cancel-signals";
 /// In a workflow's supervisor, once it holds the record's lock, before it carries on.
 pub const SUPERVISING: &str = "supervising";
 /// In a waiting coordinator, when every task has ended, before it reads their ends.

@@ -265,17 +265,31 @@ pub fn cancel_workflow(
                 paths.workflow_lock.display()
             ))
         })?;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .map_err(|e| Error::Unreachable(format!("signalling process {pid}: {e}")))?;
+    crate::test_hooks::pause_point(crate::test_hooks::CANCEL_SIGNALS);
+    stop(pid)?;
+    // The process read may have been a caller handing the workflow over, which looks for a stop
+    // signal to pass on only until it has started the supervisor and named it in the record:
+    // a signal that reaches it later is lost. The supervisor named now is asked too (a second
+    // request to stop changes nothing).
+    let pid = match crate::protocol::workflow::runner(&paths) {
+        Some(now) if now != pid && holds(now, &paths.workflow_lock) && stop(now).is_ok() => now,
+        _ => pid,
+    };
     let mut caller = super::Caller::new(false)?;
     follow_workflow(store, root, Some(CANCEL_WAIT), &mut caller)?;
     if crate::protocol::workflow::load(&paths)?.is_some_and(|r| r.state.is_some()) {
         return Ok(Cancelled::Stopped);
     }
     Ok(end_if_abandoned(store, root)?.unwrap_or(Cancelled::Asked(pid)))
+}
+
+/// Asks process `pid`, which runs a workflow, to stop it (SIGTERM).
+fn stop(pid: u32) -> Result<(), Error> {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .map_err(|e| Error::Unreachable(format!("signalling process {pid}: {e}")))
 }
 
 /// Ends the workflow rooted at `root` as cancelled if no one runs it (its lock is free): its

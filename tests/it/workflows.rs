@@ -1061,6 +1061,52 @@ fn cancel_of_a_workflow_stops_it_where_it_runs_and_delivers_no_later_stage() {
 }
 
 #[test]
+fn cancel_that_reaches_the_caller_after_it_handed_the_workflow_over_stops_it() {
+    let env = Env::new();
+    env.start_gated("g");
+    env.start("next", &["--driver", "exec", "--", "cat"]);
+    // `send` stops before it hands the workflow over: the record names it as the runner.
+    let mut send = env.cmd(["send", "g | next", "two stages"]);
+    send.env("BATON_TEST_PAUSE", "handing-off,letting-go")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let sender = send.spawn().unwrap();
+    wait_stopped(sender.id());
+    let root = fs::read_dir(env.home.join("tasks"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.path().join("workflow.json").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .expect("the workflow's record");
+    // `cancel` reads that runner, and stops before it signals it.
+    let mut cancel = env.cmd(["cancel", &root]);
+    cancel
+        .env("BATON_TEST_PAUSE", "cancel-signals")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let canceller = cancel.spawn().unwrap();
+    wait_stopped(canceller.id());
+    // The sender hands the workflow to its supervisor, looks for a signal to pass on for the
+    // last time, and stops: `cancel`'s SIGTERM reaches it only after that.
+    signal(sender.id(), Signal::SIGCONT);
+    wait_stopped(sender.id());
+    signal(canceller.id(), Signal::SIGCONT);
+    let (st, out, err) = finish(canceller, None, secs(20)).expect("cancel ends");
+    let (out, err) = (String::from_utf8_lossy(&out), String::from_utf8_lossy(&err));
+    assert_eq!(st.code(), Some(0), "{err}");
+    assert!(out.contains("workflow cancelled"), "{out}{err}");
+    until_workflow_done(&env, &root);
+    let record: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.task_dir(&root).join("workflow.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["state"], "cancelled", "{record}");
+    signal(sender.id(), Signal::SIGCONT);
+    let (st, _, err) = finish(sender, None, secs(10)).expect("send ends");
+    assert_eq!(st.code(), Some(0), "{}", String::from_utf8_lossy(&err));
+    assert!(tasks_of(&env, "next").is_empty());
+}
+
+#[test]
 fn cancel_of_a_workflow_no_one_runs_any_more_ends_it_there() {
     let env = Env::new();
     env.start_gated("g");

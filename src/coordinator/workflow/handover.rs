@@ -175,6 +175,7 @@ impl Engine<'_> {
                 anyhow::Error::from(e).context(format!("the workflow was cancelled: {why}"))
             );
         }
+        pause_point(crate::test_hooks::HANDING_OFF);
         let handed = background::hand_off(self.store, &root, self._record_lock.as_ref());
         pause_point(crate::test_hooks::HANDED_OFF);
         // A stop signal that came meanwhile is meant for the workflow's runner (Ctrl-C as it was
@@ -194,6 +195,9 @@ impl Engine<'_> {
                 }
             }
         }
+        // One that comes from now on is lost with this process; `baton cancel` asks the
+        // supervisor too, which the record names by now.
+        pause_point(crate::test_hooks::LETTING_GO);
         if handed.is_ok() {
             // The supervisor shares the lock's open file: unlocking it here (what dropping the
             // lock does) would unlock it for the supervisor too. Closing this process's
