@@ -22,8 +22,10 @@ fn main() {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .is_some_and(|path| path.contains('/'));
-    if found {
+        .filter(|path| path.contains('/'));
+    if let Some(archive) = found {
+        // A compiler upgraded or removed later runs this again.
+        println!("cargo:rerun-if-changed={archive}");
         // Not bundled into the library: the final link finds it where the C compiler does,
         // before the standard library's `-lgcc_s`, which `--as-needed` then drops.
         println!("cargo:rustc-link-lib=static:-bundle=gcc_eh");

@@ -266,14 +266,14 @@ pub fn cancel_workflow(
             ))
         })?;
     crate::test_hooks::pause_point(crate::test_hooks::CANCEL_SIGNALS);
-    stop(pid)?;
+    let asked = stop(pid);
     // The process read may have been a caller handing the workflow over, which looks for a stop
-    // signal to pass on only until it has started the supervisor and named it in the record:
-    // a signal that reaches it later is lost. The supervisor named now is asked too (a second
-    // request to stop changes nothing).
+    // signal to pass on only until it has started the supervisor and named it in the record: a
+    // signal that reaches it later is lost with it, and one that comes after it exited reaches
+    // no one. The supervisor named now is asked too (a second request to stop changes nothing).
     let pid = match crate::protocol::workflow::runner(&paths) {
         Some(now) if now != pid && holds(now, &paths.workflow_lock) && stop(now).is_ok() => now,
-        _ => pid,
+        _ => asked.map(|()| pid)?,
     };
     let mut caller = super::Caller::new(false)?;
     follow_workflow(store, root, Some(CANCEL_WAIT), &mut caller)?;

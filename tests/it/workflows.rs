@@ -1062,12 +1062,29 @@ fn cancel_of_a_workflow_stops_it_where_it_runs_and_delivers_no_later_stage() {
 
 #[test]
 fn cancel_that_reaches_the_caller_after_it_handed_the_workflow_over_stops_it() {
+    cancel_as_the_workflow_is_handed_over(false);
+}
+
+#[test]
+fn cancel_that_comes_after_the_caller_handed_the_workflow_over_and_exited_stops_it() {
+    cancel_as_the_workflow_is_handed_over(true);
+}
+
+/// `baton cancel` reads the runner the record names while that is still the `send` that is
+/// about to hand the workflow over; its SIGTERM comes only once `send` has looked for a signal
+/// to pass on for the last time (or, `sender_gone`, once it has exited). The workflow still
+/// ends cancelled: the supervisor is asked too.
+fn cancel_as_the_workflow_is_handed_over(sender_gone: bool) {
     let env = Env::new();
     env.start_gated("g");
     env.start("next", &["--driver", "exec", "--", "cat"]);
-    // `send` stops before it hands the workflow over: the record names it as the runner.
     let mut send = env.cmd(["send", "g | next", "two stages"]);
-    send.env("BATON_TEST_PAUSE", "handing-off,letting-go")
+    let pauses = if sender_gone {
+        "handing-off"
+    } else {
+        "handing-off,letting-go"
+    };
+    send.env("BATON_TEST_PAUSE", pauses)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let sender = send.spawn().unwrap();
@@ -1078,7 +1095,6 @@ fn cancel_that_reaches_the_caller_after_it_handed_the_workflow_over_stops_it() {
         .find(|e| e.path().join("workflow.json").exists())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .expect("the workflow's record");
-    // `cancel` reads that runner, and stops before it signals it.
     let mut cancel = env.cmd(["cancel", &root]);
     cancel
         .env("BATON_TEST_PAUSE", "cancel-signals")
@@ -1086,10 +1102,15 @@ fn cancel_that_reaches_the_caller_after_it_handed_the_workflow_over_stops_it() {
         .stderr(Stdio::piped());
     let canceller = cancel.spawn().unwrap();
     wait_stopped(canceller.id());
-    // The sender hands the workflow to its supervisor, looks for a signal to pass on for the
-    // last time, and stops: `cancel`'s SIGTERM reaches it only after that.
     signal(sender.id(), Signal::SIGCONT);
-    wait_stopped(sender.id());
+    let sender = if sender_gone {
+        let (st, _, err) = finish(sender, None, secs(10)).expect("send ends");
+        assert_eq!(st.code(), Some(0), "{}", String::from_utf8_lossy(&err));
+        None
+    } else {
+        wait_stopped(sender.id());
+        Some(sender)
+    };
     signal(canceller.id(), Signal::SIGCONT);
     let (st, out, err) = finish(canceller, None, secs(20)).expect("cancel ends");
     let (out, err) = (String::from_utf8_lossy(&out), String::from_utf8_lossy(&err));
@@ -1100,9 +1121,11 @@ fn cancel_that_reaches_the_caller_after_it_handed_the_workflow_over_stops_it() {
         serde_json::from_slice(&fs::read(env.task_dir(&root).join("workflow.json")).unwrap())
             .unwrap();
     assert_eq!(record["state"], "cancelled", "{record}");
-    signal(sender.id(), Signal::SIGCONT);
-    let (st, _, err) = finish(sender, None, secs(10)).expect("send ends");
-    assert_eq!(st.code(), Some(0), "{}", String::from_utf8_lossy(&err));
+    if let Some(sender) = sender {
+        signal(sender.id(), Signal::SIGCONT);
+        let (st, _, err) = finish(sender, None, secs(10)).expect("send ends");
+        assert_eq!(st.code(), Some(0), "{}", String::from_utf8_lossy(&err));
+    }
     assert!(tasks_of(&env, "next").is_empty());
 }
 
