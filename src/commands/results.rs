@@ -184,7 +184,7 @@ pub fn take_unseen<'a>(store: &Store, inbox: &'a Inbox) -> anyhow::Result<Taken<
         let running = inbox
             .entries(false)
             .iter()
-            .filter(|id| background::outcome(store, id).is_none())
+            .filter(|id| !background::has_ended(store, id))
             .count();
         taken.text = match running {
             0 => "No background results have arrived.\n".into(),

@@ -48,7 +48,7 @@ pub fn wait(
     for id in &ids {
         workflows.push(workflow_of(store, id)?.is_some());
     }
-    if workflows.iter().any(|w| *w) {
+    let ends = if workflows.iter().any(|w| *w) {
         let deadline = timeout.and_then(crate::sys::time::deadline_after);
         let mut ends = Vec::new();
         for (id, workflow) in ids.iter().zip(workflows) {
@@ -59,25 +59,21 @@ pub fn wait(
                 coordinator::follow(store, std::slice::from_ref(id), left, &mut caller)?
             };
             // Stopped (a signal) before its outcome: the others are not waited for either.
-            let stopped = background::outcome(store, id).is_none()
+            let stopped = !background::has_ended(store, id)
                 && got.iter().any(|e| e.state == State::Cancelled);
             ends.extend(got);
             if stopped {
                 break;
             }
         }
-        let ended: Vec<TaskId> = ids
-            .iter()
-            .filter(|id| background::outcome(store, id).is_some())
-            .cloned()
-            .collect();
-        seen(store, &ended);
-        return print_ends(&ends, format);
-    }
-    let ends = coordinator::follow(store, &ids, timeout, &mut caller)?;
+        ends
+    } else {
+        coordinator::follow(store, &ids, timeout, &mut caller)?
+    };
+    // What has ended is seen: a workflow by its record, a task by its done.json.
     let ended: Vec<TaskId> = ids
         .iter()
-        .filter(|id| store.task(id).is_done())
+        .filter(|id| background::has_ended(store, id))
         .cloned()
         .collect();
     seen(store, &ended);

@@ -180,6 +180,16 @@ pub fn follow_workflow(
     }
 }
 
+/// Whether background work that starts with task `id` has ended: a workflow once its record
+/// says how, a task once it has its `done.json`.
+pub fn has_ended(store: &Store, id: &TaskId) -> bool {
+    let task = store.task(id);
+    match crate::protocol::workflow::load(&task) {
+        Ok(Some(rec)) => rec.state.is_some(),
+        _ => task.is_done(),
+    }
+}
+
 /// The outcome of background work that starts with task `id`, once it has one: a workflow's
 /// final ends (its record says), else the task's own end. `None` while it runs.
 pub fn outcome(store: &Store, id: &TaskId) -> Option<Vec<TaskEnd>> {

@@ -315,6 +315,20 @@ impl Env {
         ids.sort();
         ids
     }
+
+    /// The ids of the tasks sent to `agent` (or to a member of pool `agent`), in order.
+    pub fn tasks_of(&self, agent: &str) -> Vec<String> {
+        self.task_ids()
+            .into_iter()
+            .filter(|id| {
+                fs::read(self.task_dir(id).join("task.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                    .and_then(|v| v["agent"].as_str().map(str::to_string))
+                    .is_some_and(|a| a == agent || a.starts_with(&format!("{agent}.")))
+            })
+            .collect()
+    }
 }
 
 impl Drop for Env {

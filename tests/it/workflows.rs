@@ -23,20 +23,6 @@ fn toml_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// The task ids in the state folder whose envelope names `agent` (its id starts with it).
-fn tasks_of(env: &Env, agent: &str) -> Vec<String> {
-    env.task_ids()
-        .into_iter()
-        .filter(|id| {
-            fs::read(env.task_dir(id).join("task.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .and_then(|v| v["agent"].as_str().map(str::to_string))
-                .is_some_and(|a| a == agent || a.starts_with(&format!("{agent}.")))
-        })
-        .collect()
-}
-
 /// Waits until task `id` has its end (without `baton wait`, which would mark its result seen).
 fn until_done(env: &Env, id: &str) {
     let done = env.task_dir(id.trim()).join("done.json");
@@ -164,7 +150,7 @@ fn the_first_success_wins_and_the_slow_agent_is_cancelled_and_idle_again() {
     assert_eq!(out.stdout, "found it\n");
     // The slow agent never answers on its own: the ask did not wait for it.
     assert!(started.elapsed() < secs(10), "{:?}", started.elapsed());
-    let slow = tasks_of(&env, "slow");
+    let slow = env.tasks_of("slow");
     assert_eq!(slow.len(), 1);
     wait_until("the slow task has its end", secs(10), || {
         env.task_dir(&slow[0]).join("done.json").exists()
@@ -200,7 +186,7 @@ fn once_one_answer_has_won_the_others_are_neither_gated_nor_retried() {
     for agent in ["a", "b"] {
         fs::write(env.path(&format!("go-{agent}")), "go\n").unwrap();
         wait_until(&format!("{agent} has answered"), secs(10), || {
-            tasks_of(&env, agent)
+            env.tasks_of(agent)
                 .iter()
                 .any(|id| env.task_dir(id).join("done.json").exists())
         });
@@ -212,7 +198,7 @@ fn once_one_answer_has_won_the_others_are_neither_gated_nor_retried() {
     assert!(out == "a said\n" || out == "b said\n", "{out}");
     // The winner's answer alone went through the gate; the other was kept as it was.
     assert_eq!(gate_runs(&env).len(), 1, "{:?}", gate_runs(&env));
-    assert_eq!(tasks_of(&env, "a").len() + tasks_of(&env, "b").len(), 2);
+    assert_eq!(env.tasks_of("a").len() + env.tasks_of("b").len(), 2);
 }
 
 #[test]
@@ -377,7 +363,7 @@ fn a_gate_that_keeps_rejecting_fails_the_task_after_its_rounds() {
         out.stderr
     );
     assert_eq!(gate_runs(&env).len(), 3, "the first answer and two rounds");
-    assert_eq!(tasks_of(&env, "coding").len(), 3);
+    assert_eq!(env.tasks_of("coding").len(), 3);
     // Any other exit fails the task at once.
     let env = Env::new();
     env.start("coding", &["--driver", "exec", "--", "echo", "done"]);
@@ -388,7 +374,7 @@ fn a_gate_that_keeps_rejecting_fails_the_task_after_its_rounds() {
         "{}",
         out.stderr
     );
-    assert_eq!(tasks_of(&env, "coding").len(), 1);
+    assert_eq!(env.tasks_of("coding").len(), 1);
 }
 
 #[test]
@@ -482,13 +468,13 @@ fn ctrl_c_during_a_pipeline_cancels_the_running_stage_and_delivers_no_later_one(
     signal(child.id(), Signal::SIGINT);
     let (st, _, err) = finish(child, None, secs(20)).expect("the ask ends");
     assert_eq!(st.code(), Some(4), "{}", String::from_utf8_lossy(&err));
-    let g = tasks_of(&env, "g");
+    let g = env.tasks_of("g");
     wait_until("stage 1 has its end", secs(10), || {
         env.task_dir(&g[0]).join("done.json").exists()
     });
     assert_eq!(env.done_json(&g[0])["state"], "cancelled");
     assert!(
-        tasks_of(&env, "next").is_empty(),
+        env.tasks_of("next").is_empty(),
         "no later stage was delivered"
     );
 }
@@ -692,7 +678,7 @@ fn an_ampersand_runs_in_the_background_and_at_results_brings_the_answers_back() 
         fs::read_to_string(&file).unwrap()
     );
     env.open_gate();
-    let id = tasks_of(&env, "g").remove(0);
+    let id = env.tasks_of("g").remove(0);
     until_done(&env, &id);
     fs::write(&file, "@results").unwrap();
     env.run([file.to_str().unwrap()]).ok();
@@ -1052,7 +1038,7 @@ fn cancel_of_a_workflow_stops_it_where_it_runs_and_delivers_no_later_stage() {
         serde_json::from_slice(&fs::read(env.task_dir(&root).join("workflow.json")).unwrap())
             .unwrap();
     assert_eq!(record["state"], "cancelled", "{record}");
-    assert!(tasks_of(&env, "next").is_empty());
+    assert!(env.tasks_of("next").is_empty());
     let out = env.run(["wait", &root]).expect(4);
     assert!(out.stderr.contains("cancelled"), "{}", out.stderr);
     // Once ended, cancel says so.
@@ -1126,7 +1112,7 @@ fn cancel_as_the_workflow_is_handed_over(sender_gone: bool) {
         let (st, _, err) = finish(sender, None, secs(10)).expect("send ends");
         assert_eq!(st.code(), Some(0), "{}", String::from_utf8_lossy(&err));
     }
-    assert!(tasks_of(&env, "next").is_empty());
+    assert!(env.tasks_of("next").is_empty());
 }
 
 #[test]
@@ -1147,7 +1133,7 @@ fn cancel_of_a_workflow_no_one_runs_any_more_ends_it_there() {
     assert_eq!(env.done_json(&root)["state"], "cancelled");
     let out = env.run(["wait", &root]).expect(4);
     assert!(out.stderr.contains("cancelled"), "{}", out.stderr);
-    assert!(tasks_of(&env, "next").is_empty());
+    assert!(env.tasks_of("next").is_empty());
 }
 
 #[test]
@@ -1301,7 +1287,7 @@ fn cancel_finds_a_workflows_runner_whatever_baton_binary_started_it() {
     let out = env.run(["cancel", &root]).ok();
     assert!(out.stdout.contains("workflow cancelled"), "{}", out.stdout);
     until_workflow_done(&env, &root);
-    assert!(tasks_of(&env, "next").is_empty());
+    assert!(env.tasks_of("next").is_empty());
 }
 
 #[test]
@@ -1325,7 +1311,8 @@ fn cancel_during_a_gate_the_supervisor_runs_on_taking_over_stops_the_whole_stage
     wait_stopped(supervisor);
     wait_until("slow runs and fast has answered", secs(10), || {
         env.started_count() == 1
-            && tasks_of(&env, "fast")
+            && env
+                .tasks_of("fast")
                 .iter()
                 .any(|id| env.task_dir(id).join("done.json").exists())
     });
@@ -1334,7 +1321,7 @@ fn cancel_during_a_gate_the_supervisor_runs_on_taking_over_stops_the_whole_stage
     let out = env.run(["cancel", &root]).ok();
     assert!(out.stdout.contains("workflow cancelled"), "{}", out.stdout);
     // slow's task is stopped too, and the outcome is no success.
-    let slow = tasks_of(&env, "slow").remove(0);
+    let slow = env.tasks_of("slow").remove(0);
     until_done(&env, &slow);
     assert_eq!(env.done_json(&slow)["state"], "cancelled");
     let out = env.run(["wait", &root]).expect(4);
@@ -1394,5 +1381,5 @@ fn a_signal_as_send_hands_a_workflow_over_reaches_the_supervisor() {
         serde_json::from_slice(&fs::read(env.task_dir(&root).join("workflow.json")).unwrap())
             .unwrap();
     assert_eq!(record["state"], "cancelled", "{record}");
-    assert!(tasks_of(&env, "next").is_empty());
+    assert!(env.tasks_of("next").is_empty());
 }
