@@ -7,6 +7,8 @@
 
 /// After a runner has published `result` and before it writes `done.json`.
 pub const AFTER_RESULT: &str = "after-result";
+/// In a runner started by `agent start` (or on demand), before it reports that it is ready.
+pub const BEFORE_READY: &str = "before-ready";
 /// After a runner has claimed a task and before it starts it.
 pub const AFTER_CLAIM: &str = "after-claim";
 /// In a coordinator, after its signal handlers are installed and before it delivers.

@@ -107,6 +107,7 @@ pub fn run(store: &Store, spec: &Spec, notify_ready: bool) -> anyhow::Result<()>
         spec.driver.as_str()
     ));
     if notify_ready {
+        crate::test_hooks::pause_point(crate::test_hooks::BEFORE_READY);
         let mut out = std::io::stdout();
         let _ = writeln!(out, "ready {}", std::process::id());
         let _ = out.flush();

@@ -94,6 +94,79 @@ fn a_declared_agent_starts_on_demand_from_ask_and_from_editor_mode() {
 }
 
 #[test]
+fn a_stop_signal_while_an_agent_starts_on_demand_lets_it_start_and_cancels_the_ask() {
+    let env = Env::new();
+    let shop = project(
+        &env,
+        "shop",
+        "[agent.planning]\ndriver = \"exec\"\ncommand = [\"cat\"]\n",
+    );
+    // The runner stops before it reports that it is ready; the ask waits for it, in `poll`.
+    let mut ask = env.cmd(["ask", "planning", "a plan"]);
+    ask.current_dir(&shop)
+        .env("BATON_TEST_PAUSE", "before-ready")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let asker = ask.spawn().unwrap();
+    let mut found = None;
+    wait_until("the runner starts", secs(10), || {
+        found = processes_with_home(&env.home).into_iter().find(|&pid| {
+            pid != asker.id() as i32
+                && fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("serve"))
+        });
+        found.is_some()
+    });
+    let runner = found.unwrap();
+    wait_stopped(runner as u32);
+    wait_until("the ask waits in poll", secs(10), || {
+        fs::read_to_string(format!("/proc/{}/syscall", asker.id()))
+            .is_ok_and(|s| s.starts_with("7 ") || s.starts_with("271 ") || s.starts_with("73 "))
+    });
+    // The signal wakes that wait. Once the ask has taken it and sleeps again (or has given up
+    // on the start), the runner goes on: it must be waited for still, then the ask stops.
+    signal(asker.id(), Signal::SIGTERM);
+    let ask = asker.id();
+    wait_until("the ask has taken the signal", secs(10), || {
+        let Ok(status) = fs::read_to_string(format!("/proc/{ask}/status")) else {
+            return true;
+        };
+        let none_pending = ["SigPnd:", "ShdPnd:"].iter().all(|k| {
+            status.lines().find(|l| l.starts_with(k)).is_some_and(|l| {
+                l.trim_start_matches(k)
+                    .trim()
+                    .trim_start_matches('0')
+                    .is_empty()
+            })
+        });
+        let asleep = fs::read_to_string(format!("/proc/{ask}/syscall"))
+            .is_ok_and(|s| s.starts_with("7 ") || s.starts_with("271 ") || s.starts_with("73 "));
+        let gone = status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'));
+        none_pending && (asleep || gone)
+    });
+    // (A runner that the ask killed is gone already: the asserts below say so.)
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(runner), Signal::SIGCONT);
+    let (st, _, err) = finish(asker, None, secs(20)).expect("the ask ends");
+    let err = String::from_utf8_lossy(&err);
+    assert_eq!(st.code(), Some(4), "{err}");
+    assert!(err.contains("SIGTERM"), "{err}");
+    assert!(!err.contains("did not report ready"), "{err}");
+    // The agent was started, and that runner serves.
+    assert_eq!(
+        run_in(&env, &shop, &["ask", "planning", "again"])
+            .ok()
+            .stdout,
+        "again\n"
+    );
+    assert!(
+        processes_with_home(&env.home).contains(&runner),
+        "the runner started on demand is gone"
+    );
+}
+
+#[test]
 fn sixteen_callers_racing_to_start_an_agent_start_one_runner() {
     let env = std::sync::Arc::new(Env::new());
     let shop = project(

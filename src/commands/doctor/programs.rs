@@ -95,8 +95,12 @@ fn version_of(program: &Path, args: &[&str]) -> std::result::Result<String, Stri
                 let _ = poll.wait(Some(deadline));
                 poll.ready(i)
             };
-            if !ready {
+            // Not ready before the deadline: done. (A signal that woke the wait is not.)
+            if !ready && Instant::now() >= deadline {
                 break;
+            }
+            if !ready {
+                continue;
             }
             let mut buf = [0u8; 4096];
             match stdout.read(&mut buf) {
