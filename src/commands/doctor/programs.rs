@@ -95,12 +95,12 @@ fn version_of(program: &Path, args: &[&str]) -> std::result::Result<String, Stri
                 let _ = poll.wait(Some(deadline));
                 poll.ready(i)
             };
-            // Not ready before the deadline: done. (A signal that woke the wait is not.)
-            if !ready && Instant::now() >= deadline {
-                break;
-            }
             if !ready {
-                continue;
+                // Woken early by a signal, it waits on; at the deadline, it is done.
+                if Instant::now() < deadline {
+                    continue;
+                }
+                break;
             }
             let mut buf = [0u8; 4096];
             match stdout.read(&mut buf) {
