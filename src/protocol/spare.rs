@@ -24,6 +24,9 @@ use crate::error::{IoContext, StoreError};
 /// How many spares a runner keeps ready.
 pub const KEPT: usize = 2;
 
+/// How the name of a spare being made begins (hidden from callers until it is renamed whole).
+const MAKING: &str = ".new-";
+
 /// The two files of a taken spare, open for writing.
 pub struct Taken {
     pub prompt: File,
@@ -123,7 +126,7 @@ pub fn refill(spare: &Path) -> Result<(), StoreError> {
         .filter(in_view)
         .count();
     for _ in ready..KEPT {
-        let making = spare.join(format!(".new-{:016x}", random_u64()));
+        let making = spare.join(format!("{MAKING}{:016x}", random_u64()));
         let made = (|| {
             store::create_dir(&making)?;
             for name in [PROMPT, TASK_JSON] {
@@ -140,7 +143,7 @@ pub fn refill(spare: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A spare ready to be taken: not one being made (`.new-…`), nor anything else hidden.
+/// A spare ready to be taken: not one being made (`MAKING`), nor anything else hidden.
 fn in_view(entry: &fs::DirEntry) -> bool {
     !entry.file_name().as_encoded_bytes().starts_with(b".")
 }
@@ -154,7 +157,11 @@ pub fn clear_unfinished(spare: &Path) {
         return;
     };
     for entry in entries.filter_map(Result::ok) {
-        if entry.file_name().as_encoded_bytes().starts_with(b".new-") {
+        if entry
+            .file_name()
+            .as_encoded_bytes()
+            .starts_with(MAKING.as_bytes())
+        {
             throw_away(&entry.path());
         }
     }

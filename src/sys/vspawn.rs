@@ -115,7 +115,7 @@ pub fn spawn(cmd: TaskCommand<'_>) -> io::Result<Process> {
     let cwd = cstr(cmd.cwd.as_os_str().as_bytes())?;
     let argv = null_terminated(&argv_owned);
     // The same arguments, after `/bin/sh` (a static string): no copy of them is made.
-    let sh_argv: Vec<*const c_char> = std::iter::once(c"/bin/sh".as_ptr())
+    let sh_argv: Vec<*const c_char> = std::iter::once(SH.as_ptr())
         .chain(argv.iter().copied())
         .collect();
     let envp = null_terminated(&env_owned);
@@ -219,6 +219,9 @@ impl Drop for Stack {
     }
 }
 
+/// What runs a program that is not an executable format (a script without `#!`).
+const SH: &std::ffi::CStr = c"/bin/sh";
+
 /// `strings` as the null-terminated pointer array `execve` takes.
 fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
     strings
@@ -316,7 +319,7 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
         libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         libc::execve(args.path, args.argv, args.envp);
         if *libc::__errno_location() == libc::ENOEXEC {
-            libc::execve(c"/bin/sh".as_ptr(), args.sh_argv, args.envp);
+            libc::execve(SH.as_ptr(), args.sh_argv, args.envp);
         }
         fail(args)
     }
