@@ -70,15 +70,7 @@ impl Bench {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args)
-            .env("BATON_HOME", &self.home)
-            .env_remove("BATON_AGENT")
-            .env_remove("BATON_EDITOR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        c
+        baton_command(Path::new(BIN), &self.home, args)
     }
 
     fn run(&self, args: &[&str]) {
@@ -489,20 +481,10 @@ impl Bench {
             self.dir.path().join("ab-this"),
             self.dir.path().join("ab-other"),
         ];
-        let cmd = |i: usize, args: &[&str]| {
-            let mut c = Command::new(&bins[i]);
-            c.args(args)
-                .env("BATON_HOME", &homes[i])
-                .env_remove("BATON_AGENT")
-                .env_remove("BATON_EDITOR")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            c
-        };
         let timed = |i: usize, args: &[&str]| {
             let t = Instant::now();
-            assert!(cmd(i, args).status().unwrap().success(), "{args:?}");
+            let ok = baton_command(&bins[i], &homes[i], args).status().unwrap();
+            assert!(ok.success(), "{args:?}");
             t.elapsed()
         };
         for i in 0..2 {
@@ -652,6 +634,20 @@ impl Bench {
             fill.as_secs_f64()
         ));
     }
+}
+
+/// `bin ARGS` (a baton binary) with the state folder `home`, silent, with none of the caller's
+/// variables that would change what it does.
+fn baton_command(bin: &Path, home: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin);
+    c.args(args)
+        .env("BATON_HOME", home)
+        .env_remove("BATON_AGENT")
+        .env_remove("BATON_EDITOR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
 }
 
 /// Runs `task(k)` for every `k < tasks` from `callers` threads at once (caller `c` takes every
