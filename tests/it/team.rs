@@ -120,8 +120,7 @@ fn a_stop_signal_while_an_agent_starts_on_demand_lets_it_start_and_cancels_the_a
     let runner = found.unwrap();
     wait_stopped(runner as u32);
     wait_until("the ask waits in poll", secs(10), || {
-        fs::read_to_string(format!("/proc/{}/syscall", asker.id()))
-            .is_ok_and(|s| s.starts_with("7 ") || s.starts_with("271 ") || s.starts_with("73 "))
+        sleeps_in_poll(asker.id())
     });
     // The signal wakes that wait. Once the ask has taken it and sleeps again (or has given up
     // on the start), the runner goes on: it must be waited for still, then the ask stops.
@@ -139,8 +138,7 @@ fn a_stop_signal_while_an_agent_starts_on_demand_lets_it_start_and_cancels_the_a
                     .is_empty()
             })
         });
-        let asleep = fs::read_to_string(format!("/proc/{ask}/syscall"))
-            .is_ok_and(|s| s.starts_with("7 ") || s.starts_with("271 ") || s.starts_with("73 "));
+        let asleep = sleeps_in_poll(ask);
         let gone = status
             .lines()
             .any(|l| l.starts_with("State:") && l.contains('Z'));

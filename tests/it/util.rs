@@ -500,6 +500,13 @@ impl Env {
     }
 }
 
+/// Whether `pid`'s main thread sleeps in poll(2) or ppoll(2) now (x86-64 and arm64 numbers), as
+/// /proc says.
+pub fn sleeps_in_poll(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .is_ok_and(|s| ["7 ", "271 ", "73 "].iter().any(|n| s.starts_with(n)))
+}
+
 /// Waits until `pid` has stopped itself at a test pause point (state `T` in /proc).
 #[track_caller]
 pub fn wait_stopped(pid: u32) {
