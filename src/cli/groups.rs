@@ -12,6 +12,7 @@ use crate::commands::{self, completions};
 use crate::protocol::{DriverKind, Spec};
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub(super) enum InstallTarget {
     /// Claude Code: ~/.claude/settings.json (--user, the default) or DIR/.claude/settings.json.
     ///
@@ -44,7 +45,7 @@ pub(super) enum InstallTarget {
     Git(GitOpts),
 }
 
-/// Where `install git` and `uninstall git` act, and how.
+// Where `install git` and `uninstall git` act, and how.
 #[derive(clap::Args, Debug)]
 pub(super) struct GitOpts {
     /// Every repository: the global core.hooksPath (set to ~/.config/baton/git-hooks, or
@@ -75,9 +76,9 @@ impl From<GitOpts> for commands::git::GitArgs {
     }
 }
 
-/// How to run an agent. With none of these given, an agent that has run before is started
-/// again exactly as it was (its recorded `agent.json`); a new one is a shell agent. Any of them
-/// given replace the recorded spec.
+// How to run an agent. With none of these given, an agent that has run before is started
+// again exactly as it was (its recorded `agent.json`); a new one is a shell agent. Any of them
+// given replace the recorded spec.
 #[derive(clap::Args, Debug, Clone)]
 pub(super) struct SpecArgs {
     /// Agent name: 1-32 of a-z, 0-9, '_', '-'.
@@ -145,6 +146,7 @@ impl SpecArgs {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub(super) enum AgentCmd {
     /// Run the agent's runner in the foreground (its log on stderr; Ctrl-C stops it).
     #[command(after_help = AGENT_RUN_EXAMPLES)]
@@ -205,6 +207,7 @@ pub(super) enum AgentCmd {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub(super) enum MsgCmd {
     /// Leave agent TO a message (from the agent this runs in, `BATON_AGENT`, else from `you`).
     ///
@@ -246,6 +249,7 @@ pub(super) enum MsgCmd {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub(super) enum ConfigCmd {
     /// Report every error in the config files (exit 2 if any), else what they declare.
     #[command(after_help = CONFIG_CHECK_EXAMPLES)]
@@ -261,7 +265,7 @@ pub(super) enum ConfigCmd {
     },
 }
 
-/// `--project DIR`: whose declarations to use.
+// `--project DIR`: whose declarations to use.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub(super) struct ProjectArg {
     /// Use the config of the project in DIR (the folder of its .baton.toml) instead of the

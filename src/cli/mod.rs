@@ -33,7 +33,12 @@ struct Cli {
     command: Cmd,
 }
 
+// `defer`: a subcommand's arguments are made only when it runs (or `--help`, completions and
+// the man page build them all), not at every start: 0.1-0.2 ms of each command. The argument
+// structs it flattens must then say nothing of the command itself (no doc comment, which clap
+// would make the subcommand's description, over the variant's): a test checks.
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 enum Cmd {
     /// Send a prompt to agents, wait, print the answers: one agent, a fan-out, or a pipeline.
     ///
@@ -277,7 +282,7 @@ enum Cmd {
     Man,
 }
 
-/// How a task is delegated.
+// How a task is delegated.
 #[derive(clap::Args, Debug, Clone)]
 struct DelegateArgs {
     /// Give up after this long (e.g. 30s, 10m); the task is cancelled, exit 3. Default: the
@@ -328,7 +333,7 @@ impl DelegateArgs {
     }
 }
 
-/// How answers are printed.
+// How answers are printed.
 #[derive(clap::Args, Debug, Clone, Copy)]
 struct OutputArgs {
     /// Print one JSON object per task: agent, state, exit code, error, answer, timings.
@@ -385,8 +390,32 @@ mod tests {
                 walk(sub, &name, missing);
             }
         }
+        // Each subcommand's arguments are added when it is built (`defer`): build them all.
+        let mut cmd = Cli::command();
+        cmd.build();
         let mut missing = Vec::new();
-        walk(&Cli::command(), "baton", &mut missing);
+        walk(&cmd, "baton", &mut missing);
         assert!(missing.is_empty(), "{}", missing.join("\n"));
+    }
+
+    /// With `defer`, what an argument struct says of a command would replace the description
+    /// of every subcommand that flattens it.
+    #[test]
+    fn no_argument_struct_describes_a_command() {
+        use clap::Args;
+        let probe = || clap::Command::new("probe");
+        let described = [
+            ("DelegateArgs", DelegateArgs::augment_args(probe())),
+            ("OutputArgs", OutputArgs::augment_args(probe())),
+            ("SpecArgs", groups::SpecArgs::augment_args(probe())),
+            ("ProjectArg", groups::ProjectArg::augment_args(probe())),
+            ("GitOpts", groups::GitOpts::augment_args(probe())),
+        ];
+        for (name, cmd) in described {
+            assert!(
+                cmd.get_about().is_none() && cmd.get_long_about().is_none(),
+                "{name} has a doc comment (a `//` comment does not describe the command)"
+            );
+        }
     }
 }
