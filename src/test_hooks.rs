@@ -11,8 +11,14 @@ pub const AFTER_RESULT: &str = "after-result";
 pub const BEFORE_READY: &str = "before-ready";
 /// After a runner has claimed a task and before it starts it.
 pub const AFTER_CLAIM: &str = "after-claim";
+/// In a runner that has started a task and said so, before it first looks whether it ended.
+pub const TASK_STARTED: &str = "task-started";
+/// In a runner with nothing to do after a task, before it makes again the spares the task used.
+pub const BEFORE_SPARES: &str = "before-spares";
 /// In a coordinator, after its signal handlers are installed and before it delivers.
 pub const BEFORE_DELIVER: &str = "before-deliver";
+/// In a waiting coordinator, before it asks the runners to tell it when its tasks end.
+pub const BEFORE_WATCH: &str = "before-watch";
 /// In a coordinator, while it withdraws or cancels what it delivered.
 pub const CANCELLING: &str = "cancelling";
 /// In editor mode, with the answer in hand and before it is written into the file.

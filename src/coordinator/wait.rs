@@ -134,6 +134,7 @@ pub fn wait(
 ) -> Result<Stop, StoreError> {
     // The inotify instance is this call's: a task watched by an earlier call is watched anew.
     let mut inotify: Option<Inotify> = None;
+    crate::test_hooks::pause_point(crate::test_hooks::BEFORE_WATCH);
     for p in pending.iter_mut().filter(|p| !p.done) {
         p.fallback = false;
         p.socket = control::watch(&p.agent.sock, &p.task.id).ok();

@@ -50,7 +50,10 @@ impl Runner<'_> {
                     continue;
                 }
                 // Nothing to do: make again what the last task used.
-                Ok(None) if std::mem::take(&mut self.spares_taken) => self.make_ahead(),
+                Ok(None) if std::mem::take(&mut self.spares_taken) => {
+                    crate::test_hooks::pause_point(crate::test_hooks::BEFORE_SPARES);
+                    self.make_ahead()
+                }
                 Ok(None) => {}
                 // The agent's folder was removed (the whole state folder, say): no caller can
                 // reach this runner any more, and no folder is left to serve.
@@ -257,8 +260,11 @@ impl Runner<'_> {
         match recorded {
             Ok(()) => {
                 inbox::release(&self.paths, entry);
-                // Whoever waits is told first; the log can wait.
+                // Whoever waits is told first; the log can wait. So is a caller whose request to
+                // be told has not been read yet (the task ended before the runner looked): it
+                // would otherwise wait until the runner next sleeps, after its spares are made.
                 self.wake(&end.task_id, None);
+                self.serve_control();
                 self.say(&format!(
                     "task {}: {}{detail}",
                     end.task_id,
@@ -273,6 +279,7 @@ impl Runner<'_> {
                 ));
                 self.wake(&end.task_id, Some(&end));
                 self.pending_ends.push((entry.clone(), end));
+                self.serve_control();
             }
         }
     }
@@ -390,6 +397,7 @@ impl Runner<'_> {
             self.say(&format!("cannot write status.json: {e}"));
         }
         self.say(&format!("task {id}: started"));
+        crate::test_hooks::pause_point(crate::test_hooks::TASK_STARTED);
         let (state, exit_code, error) = match started {
             Err(e) => (State::Failed, e.exit_code(), Some(e.to_string())),
             Ok(()) => self.supervise(envelope, task)?,

@@ -91,6 +91,51 @@ fn a_reader_opening_the_status_file_the_runner_is_rewriting_waits_and_reads_it_w
     assert_eq!(env.status_json("sh1")["status"], "idle");
 }
 
+/// Whether `pid` sleeps reading its standard input (x86-64 and arm64 numbers of read(2)).
+fn reads_stdin(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .is_ok_and(|s| s.starts_with("0 0x0 ") || s.starts_with("63 0x0 "))
+}
+
+#[test]
+fn a_caller_whose_request_is_unread_when_its_task_ends_is_told_before_the_runner_makes_spares() {
+    let env = Env::new();
+    // The runner stops once it has handed the task to its shell, and again before it makes the
+    // spares the task used; the caller stops after delivering, before it asks to be told.
+    start_paused(&env, "sh1", "task-started,before-spares", &[]);
+    let runner = env.runner_pid("sh1") as u32;
+    let mut ask = env.cmd(["ask", "sh1", "echo quick"]);
+    ask.env("BATON_TEST_PAUSE", "before-watch")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let ask = ask.spawn().unwrap();
+    wait_stopped(ask.id());
+    wait_stopped(runner);
+    // Now the caller asks (its request waits, unread, on the runner's socket) and sleeps; the
+    // shell runs the task and waits for its next one: the task has ended, unseen.
+    signal(ask.id(), Signal::SIGCONT);
+    wait_until("the caller sleeps, its request sent", secs(10), || {
+        sleeps_in_poll(ask.id())
+    });
+    let shell: u32 = fs::read_to_string(format!("/proc/{runner}/task/{runner}/children"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .expect("the agent's shell")
+        .parse()
+        .unwrap();
+    wait_until("the shell has run the task", secs(10), || {
+        reads_stdin(shell)
+    });
+    signal(runner, Signal::SIGCONT);
+    // The runner stops before its spares: the caller must have its answer by then, not after.
+    let (status, out, err) = finish(ask, None, secs(10)).expect("the ask ends");
+    assert_eq!(status.code(), Some(0), "{}", String::from_utf8_lossy(&err));
+    assert_eq!(out, b"quick\n");
+    wait_stopped(runner);
+    signal(runner, Signal::SIGCONT);
+}
+
 #[test]
 fn runner_killed_right_after_claiming_fails_the_task_once() {
     let env = Env::new();
