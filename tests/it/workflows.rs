@@ -1184,17 +1184,15 @@ fn signalled_before_delivery(env: &Env, args: &[&str], sig: Signal) -> (i32, Str
 }
 
 #[test]
-fn a_signal_before_send_has_delivered_takes_the_task_back() {
+fn a_signal_before_send_has_delivered_delivers_nothing() {
     let env = Env::new();
     env.start_gated("g");
-    // Ctrl-C while it starts agents and delivers: it is seen once the delivery is done.
+    // Ctrl-C while it makes its agents ready: it is seen before anything is delivered.
     let (code, err) = signalled_before_delivery(&env, &["send", "g", "never mind"], Signal::SIGINT);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("cancelled by SIGINT"), "{err}");
-    let ids = env.task_ids();
-    assert_eq!(ids.len(), 1);
-    until_done(&env, &ids[0]);
-    assert_eq!(env.done_json(&ids[0])["state"], "cancelled");
+    assert!(env.task_ids().is_empty(), "{:?}", env.task_ids());
+    assert!(env.inbox("g", "new").is_empty());
     // Nothing of it waits in the results.
     assert_eq!(env.run(["results"]).ok().stdout, "");
     // The same for `&` in editor mode, and the file is left as it was.
@@ -1202,13 +1200,12 @@ fn a_signal_before_send_has_delivered_takes_the_task_back() {
     fs::write(&file, "@g & never mind").unwrap();
     let (code, err) = signalled_before_delivery(&env, &[file.to_str().unwrap()], Signal::SIGTERM);
     assert_eq!(code, 4, "{err}");
+    assert!(err.contains("cancelled by SIGTERM"), "{err}");
     assert_eq!(fs::read_to_string(&file).unwrap(), "@g & never mind");
-    let ids = env.task_ids();
-    assert_eq!(ids.len(), 2);
-    for id in &ids {
-        until_done(&env, id);
-        assert_eq!(env.done_json(id)["state"], "cancelled");
-    }
+    assert!(env.task_ids().is_empty(), "{:?}", env.task_ids());
+    // The agent never began either.
+    let started = fs::read_to_string(env.path("started")).unwrap_or_default();
+    assert!(started.is_empty(), "{started}");
 }
 
 #[test]

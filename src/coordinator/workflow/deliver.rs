@@ -41,18 +41,34 @@ impl Engine<'_> {
     /// delivered to each. On the first stage a failed delivery takes the others back and is the
     /// caller's error (nothing was done); on a later one it fails that member.
     pub(super) fn start_stage(&mut self, first: bool) -> anyhow::Result<()> {
+        let ready = self.ready_stage(first)?;
+        self.deliver_stage(first, ready)
+    }
+
+    /// The first half of `start_stage`: the stage's members, and its declared agents started if
+    /// they are not running (which can take seconds). What is returned inside says why the
+    /// stage's agents cannot be reached; on the first stage that is the caller's error instead.
+    pub(super) fn ready_stage(&mut self, first: bool) -> anyhow::Result<Result<(), String>> {
         self.winner = None;
         self.members = self.members_of_stage();
-        // On the first stage, an agent that cannot be started is the caller's error, as it is.
-        let ready = match resolve::ready(
+        match resolve::ready(
             self.store,
             &self.targets[self.stage],
             self.plan.queue,
             self.plan.offer_queue,
         ) {
-            Err(e) if first => return Err(e),
-            other => other.map_err(|e| format!("{e:#}")),
-        };
+            Err(e) if first => Err(e),
+            other => Ok(other.map_err(|e| format!("{e:#}"))),
+        }
+    }
+
+    /// The second half of `start_stage`: the prompt delivered to each member, unless `ready`
+    /// says why it cannot be.
+    pub(super) fn deliver_stage(
+        &mut self,
+        first: bool,
+        ready: Result<(), String>,
+    ) -> anyhow::Result<()> {
         for m in 0..self.members.len() {
             let delivered = match &ready {
                 Ok(()) => {

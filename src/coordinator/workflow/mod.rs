@@ -197,9 +197,19 @@ pub fn run(
         keeps_record: plan.is_workflow(declared),
     };
     pause_point(BEFORE_DELIVER);
-    engine.start_stage(true)?;
-    // A signal while agents were started on demand (which can take seconds) or the tasks
-    // delivered: what was delivered is taken back, even by a caller that would not wait.
+    let ready = engine.ready_stage(true)?;
+    // A signal while agents were started on demand (which can take seconds): nothing is
+    // delivered, so no agent begins what the caller no longer wants.
+    if let Some(sig) = caller.sigs.take() {
+        let why = format!(
+            "cancelled by {} before it was delivered",
+            signals::name(sig)
+        );
+        return Ok(engine.undelivered(&why));
+    }
+    engine.deliver_stage(true, ready)?;
+    // A signal while the tasks were delivered: what was delivered is taken back, even by a
+    // caller that would not wait.
     if let Some(sig) = caller.sigs.take() {
         let run = engine.cancelled(&format!("cancelled by {}", signals::name(sig)));
         // What had already answered is kept where a caller that does not wait finds it.
@@ -455,6 +465,19 @@ impl Engine<'_> {
 
     /// The caller stopped the run (`why`): everything in flight is cancelled, no later stage is
     /// delivered.
+    /// The run ends before its first delivery: every member is cancelled, with no task.
+    fn undelivered(&mut self, why: &str) -> Run {
+        let ends: Vec<TaskEnd> = self
+            .members
+            .iter()
+            .map(|m| {
+                TaskEnd::new(&TaskId::new(), &target_name(&m.target), State::Cancelled)
+                    .with_error(why)
+            })
+            .collect();
+        self.finish(ends, false)
+    }
+
     fn cancelled(&mut self, why: &str) -> Run {
         self.stop_all(State::Cancelled, why);
         let ends: Vec<TaskEnd> = self.members.iter().filter_map(|m| m.end.clone()).collect();
