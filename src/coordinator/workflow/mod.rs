@@ -463,9 +463,8 @@ impl Engine<'_> {
         }
     }
 
-    /// The caller stopped the run (`why`): everything in flight is cancelled, no later stage is
-    /// delivered.
-    /// The run ends before its first delivery: every member is cancelled, with no task.
+    /// The caller stopped the run (`why`) before its first delivery: every member is cancelled,
+    /// with no task.
     fn undelivered(&mut self, why: &str) -> Run {
         let ends: Vec<TaskEnd> = self
             .members
@@ -478,6 +477,8 @@ impl Engine<'_> {
         self.finish(ends, false)
     }
 
+    /// The caller stopped the run (`why`): everything in flight is cancelled, no later stage is
+    /// delivered.
     fn cancelled(&mut self, why: &str) -> Run {
         self.stop_all(State::Cancelled, why);
         let ends: Vec<TaskEnd> = self.members.iter().filter_map(|m| m.end.clone()).collect();
