@@ -177,6 +177,7 @@ impl Runner<'_> {
                 }
                 inbox::release(&self.paths, entry);
                 self.wake(&entry.id, None);
+                self.serve_control();
             }
         }
         self.unwatch_task();
@@ -260,16 +261,17 @@ impl Runner<'_> {
         match recorded {
             Ok(()) => {
                 inbox::release(&self.paths, entry);
-                // Whoever waits is told first; the log can wait. So is a caller whose request to
-                // be told has not been read yet (the task ended before the runner looked): it
-                // would otherwise wait until the runner next sleeps, after its spares are made.
+                // Whoever waits is told first; the log can wait.
                 self.wake(&end.task_id, None);
-                self.serve_control();
                 self.say(&format!(
                     "task {}: {}{detail}",
                     end.task_id,
                     end.state.as_str()
                 ));
+                // So is a caller whose request to be told has not been read yet (the task ended
+                // before the runner looked): it would otherwise wait until the runner next
+                // sleeps, after its spares are made.
+                self.serve_control();
             }
             Err(e) => {
                 self.say(&format!(
