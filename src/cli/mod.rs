@@ -36,7 +36,8 @@ struct Cli {
 // `defer`: a subcommand's arguments are made only when it runs (or `--help`, completions and
 // the man page build them all), not at every start: 0.1-0.2 ms of each command. The argument
 // structs it flattens must then say nothing of the command itself (no doc comment, which clap
-// would make the subcommand's description, over the variant's): a test checks.
+// would make the subcommand's description, over the variant's): a test checks the structs it
+// lists (`no_argument_struct_describes_a_command`), and a new one is added there.
 #[derive(Subcommand, Debug)]
 #[command(defer = true)]
 enum Cmd {
