@@ -123,17 +123,19 @@ pub fn print_history(history: &[TaskEnd], ends: &[TaskEnd]) -> anyhow::Result<Ex
     Ok(exit::of_ends(ends))
 }
 
-/// One line about an end that is not `ok`: its agent, task, state and reason.
+/// One line about an end that is not `ok`: its agent, task, state and reason (the state once:
+/// a reason that begins with it, "cancelled by SIGINT", says it already).
 pub fn describe(end: &TaskEnd) -> String {
+    let state = end.state.as_str();
+    let what = match end.error.as_deref() {
+        Some(why) if why.starts_with(state) => why.to_string(),
+        Some(why) => format!("{state}: {why}"),
+        None => state.to_string(),
+    };
     format!(
-        "agent {} (task {}): {}{}",
+        "agent {} (task {}): {what}",
         crate::protocol::agent::name_of(&end.agent),
         end.task_id,
-        end.state.as_str(),
-        end.error
-            .as_deref()
-            .map(|e| format!(": {e}"))
-            .unwrap_or_default()
     )
 }
 
@@ -166,4 +168,34 @@ pub fn stdout_pipe() -> Option<std::os::fd::BorrowedFd<'static>> {
         & nix::sys::stat::SFlag::S_IFMT
         == nix::sys::stat::SFlag::S_IFIFO;
     fifo.then_some(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+    use crate::protocol::{State, TaskEnd, TaskId};
+
+    #[test]
+    fn an_end_is_described_with_its_state_once() {
+        let id = TaskId::new();
+        let end = |state, why: Option<&str>| {
+            let end = TaskEnd::new(&id, "planning", state);
+            match why {
+                Some(why) => end.with_error(why),
+                None => end,
+            }
+        };
+        let line = describe(&end(State::Cancelled, Some("cancelled by SIGINT")));
+        assert_eq!(
+            line,
+            format!("agent planning (task {id}): cancelled by SIGINT")
+        );
+        let line = describe(&end(State::Failed, Some("`cat` exited with status 1")));
+        assert_eq!(
+            line,
+            format!("agent planning (task {id}): failed: `cat` exited with status 1")
+        );
+        let line = describe(&end(State::Timeout, None));
+        assert_eq!(line, format!("agent planning (task {id}): timeout"));
+    }
 }
