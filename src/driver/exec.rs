@@ -8,12 +8,14 @@ use super::{finished, Driver, DriverError, Finished, Setup, TaskCtx};
 use crate::protocol::store;
 use crate::sys::signals::Signals;
 use crate::sys::spawn;
-use crate::sys::vspawn::{self, Process, TaskCommand};
+use crate::sys::vspawn::{Process, Spawner, TaskCommand};
 
 pub struct Exec {
     command: Vec<String>,
     setup: Setup,
     child: Option<Process>,
+    /// Made at the first task, kept for the next ones.
+    spawner: Option<Spawner>,
 }
 
 impl Exec {
@@ -23,6 +25,7 @@ impl Exec {
             command,
             setup,
             child: None,
+            spawner: None,
         }
     }
 }
@@ -49,18 +52,25 @@ impl Driver for Exec {
             .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
             .chain([(OsStr::new("BATON_TASK_ID"), OsStr::new(task.id.as_str()))])
             .collect();
-        let child = vspawn::spawn(TaskCommand {
-            program,
-            args,
-            env,
-            cwd: &self.setup.cwd,
-            stdio: [stdin.into(), task.output_file.into(), stderr.into()],
-        })
-        .map_err(|cause| DriverError::Spawn {
-            what: "the task",
-            program: program.clone(),
-            cause,
-        })?;
+        let spawner = match &mut self.spawner {
+            Some(spawner) => spawner,
+            None => self
+                .spawner
+                .insert(Spawner::new().map_err(|e| DriverError::io("starting the task", e))?),
+        };
+        let child = spawner
+            .spawn(TaskCommand {
+                program,
+                args,
+                env,
+                cwd: &self.setup.cwd,
+                stdio: [stdin.into(), task.output_file.into(), stderr.into()],
+            })
+            .map_err(|cause| DriverError::Spawn {
+                what: "the task",
+                program: program.clone(),
+                cause,
+            })?;
         self.child = Some(child);
         Ok(())
     }

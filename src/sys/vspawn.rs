@@ -5,8 +5,10 @@
 //! the one thing a driver's child needs that `posix_spawn` cannot give is SIGKILL when the runner
 //! dies (`PR_SET_PDEATHSIG`). So this module is that spawn, with it.
 //!
-//! The child runs on a stack of its own inside the runner's memory, and does nothing but system
-//! calls on data made ready before the clone: no allocation, no lock, no Rust runtime.
+//! The child runs on a stack inside the runner's memory, made once by a `Spawner` and used by
+//! each of its spawns in turn (a child is done with it when the clone returns), and does nothing
+//! but system calls on data made ready before the clone: no allocation, no lock, no Rust
+//! runtime.
 
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -93,10 +95,33 @@ struct ChildArgs {
     error: AtomicI32,
 }
 
-/// Starts `cmd`: in its own process group, killed (SIGKILL) when this process dies, with the
-/// default signal dispositions and an empty signal mask. An error says why it could not start
-/// (the program missing or not executable, the folder gone); nothing is left running then.
-pub fn spawn(cmd: TaskCommand<'_>) -> io::Result<Process> {
+/// What starts task processes: the child's stack and this process's pid, made once instead of
+/// at every spawn (a mapping made and unmapped per task, and a `getpid`).
+pub struct Spawner {
+    stack: Stack,
+    parent: libc::pid_t,
+}
+
+impl Spawner {
+    pub fn new() -> io::Result<Spawner> {
+        Ok(Spawner {
+            stack: Stack::new()?,
+            // SAFETY: getpid has no preconditions.
+            parent: unsafe { libc::getpid() },
+        })
+    }
+
+    /// Starts `cmd` (see `spawn`).
+    pub fn spawn(&mut self, cmd: TaskCommand<'_>) -> io::Result<Process> {
+        spawn(cmd, &mut self.stack, self.parent)
+    }
+}
+
+/// Starts `cmd` on `stack`, for `parent` (this process): in its own process group, killed
+/// (SIGKILL) when this process dies, with the default signal dispositions and an empty signal
+/// mask. An error says why it could not start (the program missing or not executable, the
+/// folder gone); nothing is left running then. `&mut` keeps the stack to one child at a time.
+fn spawn(cmd: TaskCommand<'_>, stack: &mut Stack, parent: libc::pid_t) -> io::Result<Process> {
     let cstr = |b: &[u8]| {
         CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "nul byte found"))
     };
@@ -133,11 +158,9 @@ pub fn spawn(cmd: TaskCommand<'_>) -> io::Result<Process> {
             stdio[1].as_raw_fd(),
             stdio[2].as_raw_fd(),
         ],
-        // SAFETY: getpid has no preconditions.
-        parent: unsafe { libc::getpid() },
+        parent,
         error: AtomicI32::new(0),
     };
-    let stack = Stack::new()?;
     let top = stack.top();
     let pid = with_signals_blocked(|| {
         // SAFETY: `child` only reads `args` and makes async-signal-safe system calls (see its
