@@ -44,6 +44,20 @@ impl<'fd> Poll<'fd> {
         }
     }
 
+    /// Sleeps until the descriptor at `index` is ready or `deadline` passes, whatever wakes the
+    /// sleep before (a signal: its caller looks at its signals afterwards). True if it is ready.
+    pub fn wait_for(&mut self, index: usize, deadline: Option<Instant>) -> io::Result<bool> {
+        loop {
+            self.wait(deadline)?;
+            if self.ready(index) {
+                return Ok(true);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+        }
+    }
+
     /// True if the descriptor at `index` has input, hung up or failed.
     pub fn ready(&self, index: usize) -> bool {
         self.fds
@@ -151,6 +165,20 @@ mod tests {
             poll.ready(r),
             "the self-pipe its handler wrote into is ready"
         );
+    }
+
+    #[test]
+    fn waiting_for_one_descriptor_ends_when_it_is_ready_or_at_the_deadline() {
+        let (rx, mut tx) = UnixStream::pair().unwrap();
+        let mut poll = Poll::new();
+        let r = poll.add(rx.as_fd());
+        let deadline = Instant::now() + Duration::from_millis(20);
+        assert!(!poll.wait_for(r, Some(deadline)).unwrap());
+        assert!(Instant::now() >= deadline);
+        std::io::Write::write_all(&mut tx, b"x").unwrap();
+        let mut poll = Poll::new();
+        let r = poll.add(rx.as_fd());
+        assert!(poll.wait_for(r, None).unwrap());
     }
 
     #[test]

@@ -82,25 +82,18 @@ fn spawn_runner(store: &Store, spec: &Spec, log_path: &std::path::Path) -> anyho
         let _ = stdin.write_all(&json);
     }
     let mut line = String::new();
-    {
+    // A signal that wakes the wait is not the runner: it is waited for still (the caller looks at
+    // its signals once the start is over), to the deadline.
+    let reported = {
         let mut poll = Poll::new();
         let ready = poll.add(ready_r.as_fd());
-        let deadline = time::deadline_after(START_TIMEOUT);
-        loop {
-            poll.wait(deadline)
-                .during("waiting for the runner of", log_path)?;
-            if poll.ready(ready) {
-                let _ = std::fs::File::from(ready_r)
-                    .take(64)
-                    .read_to_string(&mut line);
-                break;
-            }
-            // A signal woke the wait, not the runner: it is waited for still (the caller
-            // looks at its signals once the start is over), to the deadline.
-            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                break;
-            }
-        }
+        poll.wait_for(ready, time::deadline_after(START_TIMEOUT))
+            .during("waiting for the runner of", log_path)?
+    };
+    if reported {
+        let _ = std::fs::File::from(ready_r)
+            .take(64)
+            .read_to_string(&mut line);
     }
     if let Some(pid) = line.strip_prefix("ready ") {
         return Ok(Started {

@@ -89,17 +89,13 @@ fn version_of(program: &Path, args: &[&str]) -> std::result::Result<String, Stri
     let deadline = Instant::now() + PROBE_TIMEOUT;
     if let Some(mut stdout) = child.stdout.take() {
         loop {
+            // Woken early by a signal, it waits on; at the deadline, it is done.
             let ready = {
                 let mut poll = Poll::new();
                 let i = poll.add(stdout.as_fd());
-                let _ = poll.wait(Some(deadline));
-                poll.ready(i)
+                poll.wait_for(i, Some(deadline)).unwrap_or(false)
             };
             if !ready {
-                // Woken early by a signal, it waits on; at the deadline, it is done.
-                if Instant::now() < deadline {
-                    continue;
-                }
                 break;
             }
             let mut buf = [0u8; 4096];
