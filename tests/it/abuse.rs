@@ -93,8 +93,7 @@ fn a_reader_opening_the_status_file_the_runner_is_rewriting_waits_and_reads_it_w
 
 /// Whether `pid` sleeps reading its standard input (x86-64 and arm64 numbers of read(2)).
 fn reads_stdin(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/syscall"))
-        .is_ok_and(|s| s.starts_with("0 0x0 ") || s.starts_with("63 0x0 "))
+    in_syscall(pid, &["0 0x0 ", "63 0x0 "])
 }
 
 #[test]

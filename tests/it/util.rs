@@ -500,11 +500,17 @@ impl Env {
     }
 }
 
+/// Whether `pid`'s main thread is in a system call now whose line in /proc/PID/syscall (its
+/// number, then its arguments) begins with one of `calls`.
+pub fn in_syscall(pid: u32, calls: &[&str]) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .is_ok_and(|s| calls.iter().any(|c| s.starts_with(c)))
+}
+
 /// Whether `pid`'s main thread sleeps in poll(2) or ppoll(2) now (x86-64 and arm64 numbers), as
 /// /proc says.
 pub fn sleeps_in_poll(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/syscall"))
-        .is_ok_and(|s| ["7 ", "271 ", "73 "].iter().any(|n| s.starts_with(n)))
+    in_syscall(pid, &["7 ", "271 ", "73 "])
 }
 
 /// Waits until `pid` has stopped itself at a test pause point (state `T` in /proc).
