@@ -177,9 +177,12 @@ impl Runner<'_> {
                 }
                 inbox::release(&self.paths, entry);
                 self.wake(&entry.id, None);
-                self.serve_control();
             }
         }
+        // The watchers are told; so is a caller whose request to be told has not been read yet
+        // (the task ended before the runner looked): it would otherwise wait until the runner
+        // next sleeps, after its spares are made.
+        self.serve_control();
         self.unwatch_task();
     }
 
@@ -268,10 +271,6 @@ impl Runner<'_> {
                     end.task_id,
                     end.state.as_str()
                 ));
-                // So is a caller whose request to be told has not been read yet (the task ended
-                // before the runner looked): it would otherwise wait until the runner next
-                // sleeps, after its spares are made.
-                self.serve_control();
             }
             Err(e) => {
                 self.say(&format!(
@@ -281,7 +280,6 @@ impl Runner<'_> {
                 ));
                 self.wake(&end.task_id, Some(&end));
                 self.pending_ends.push((entry.clone(), end));
-                self.serve_control();
             }
         }
     }
