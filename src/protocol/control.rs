@@ -8,12 +8,11 @@
 //! is also written to the task folder, and nothing is lost if no one connects.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use interprocess::local_socket::traits::Listener as _;
 use interprocess::local_socket::{
     GenericFilePath, ListenerNonblockingMode, ListenerOptions, ToFsName,
 };
@@ -164,15 +163,12 @@ impl Server {
     /// requests that are complete. Refused requests (too long, malformed) are answered with an
     /// error by the caller; timed-out connections are closed.
     pub fn accept(&mut self) -> Vec<Incoming> {
-        while let Ok(stream) = self.listener.accept() {
-            let stream = UnixStream::from(OwnedFd::from(stream));
-            if stream.set_nonblocking(true).is_ok() {
-                self.reading.push(Partial {
-                    stream,
-                    buf: Vec::new(),
-                    since: Instant::now(),
-                });
-            }
+        while let Ok(stream) = crate::sys::sock::accept(self.listener.as_fd()) {
+            self.reading.push(Partial {
+                stream,
+                buf: Vec::new(),
+                since: Instant::now(),
+            });
         }
         let mut complete = Vec::new();
         let now = Instant::now();
@@ -269,11 +265,11 @@ pub fn tell_finished(agent: &AgentPaths, task: &TaskId) {
 /// connection is non-blocking; it becomes readable with the reply, or with end-of-file if the
 /// runner dies first.
 pub fn watch(path: &Path, task: &TaskId) -> std::io::Result<UnixStream> {
-    let mut stream = UnixStream::connect(path)?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut stream = crate::sys::sock::connect(path)?;
     let mut line = serde_json::to_vec(&Request::Watch { task: task.clone() })?;
     line.push(b'\n');
+    // A line this short always fits a new connection's buffer: this never blocks, and if it
+    // could not be written whole the caller falls back to watching the files.
     stream.write_all(&line)?;
-    stream.set_nonblocking(true)?;
     Ok(stream)
 }

@@ -5,6 +5,7 @@
 pub mod color;
 pub mod screen;
 pub mod signals;
+pub mod sock;
 pub mod spawn;
 pub mod term;
 pub mod time;

@@ -44,9 +44,7 @@ impl Signals {
     /// Installs handlers for `signals`. Their default actions are replaced for this process; a
     /// child started later gets the defaults back at exec.
     pub fn install(signals: &[i32]) -> io::Result<Signals> {
-        let (rx, tx) = UnixStream::pair()?;
-        rx.set_nonblocking(true)?;
-        tx.set_nonblocking(true)?;
+        let (rx, tx) = super::sock::pair()?;
         let tx = Arc::new(tx);
         let mut flags = Vec::new();
         for &sig in signals {
