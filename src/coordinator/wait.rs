@@ -41,7 +41,7 @@ pub struct Pending {
     /// The end the runner reported over its socket because it could not record it.
     pub reported: Option<TaskEnd>,
     /// Keeps `baton gc` from removing the task while it is waited on.
-    _held: Option<nix::fcntl::Flock<std::fs::File>>,
+    _held: Option<crate::protocol::lock::UntilClosed>,
     /// Delivered to a pool: `agent` is the pool until a member takes the task (and says so in
     /// the task's `runner`); then it is that member.
     pub pool: bool,
@@ -259,12 +259,10 @@ fn sleep(
     tty: Option<&Tty>,
     deadline: Option<Instant>,
 ) -> Result<(bool, Vec<usize>), StoreError> {
-    let (key_ready, ended) = {
+    let (key_ready, ended, signalled, changed) = {
         let mut poll = Poll::new();
-        poll.add(sigs.fd());
-        if let Some(i) = inotify.as_deref() {
-            poll.add(i.as_fd());
-        }
+        let signal = poll.add(sigs.fd());
+        let files = inotify.as_deref().map(|i| poll.add(i.as_fd()));
         let sockets: Vec<(usize, usize)> = pending
             .iter()
             .enumerate()
@@ -278,10 +276,17 @@ fn sleep(
             .filter(|&(_, at)| poll.ready(at))
             .map(|(i, _)| i)
             .collect();
-        (key.is_some_and(|k| poll.ready(k)), ended)
+        (
+            key.is_some_and(|k| poll.ready(k)),
+            ended,
+            poll.ready(signal),
+            files.is_some_and(|f| poll.ready(f)),
+        )
     };
-    sigs.drain();
-    if let Some(i) = inotify {
+    if signalled {
+        sigs.drain();
+    }
+    if let Some(i) = inotify.filter(|_| changed) {
         drain_inotify(i);
     }
     for &i in &ended {

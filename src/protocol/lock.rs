@@ -91,10 +91,25 @@ pub fn is_alive(path: &Path) -> bool {
     let Some(file) = open_for_probe(path) else {
         return false;
     };
-    match Flock::lock(file, FlockArg::LockSharedNonblock) {
-        Ok(_probe) => false, // unlocked when dropped
-        Err((_, e)) => e == Errno::EWOULDBLOCK,
-    }
+    // The probe's shared lock, if it got one, ends as the file is closed.
+    matches!(shared_until_closed(file), Err(Errno::EWOULDBLOCK))
+}
+
+/// A shared flock that ends when its file is closed (dropped). Unlike nix's `Flock`, no
+/// `flock(LOCK_UN)` comes first: closing the only descriptor of an open file releases its lock,
+/// and the file is this process's alone (opened close-on-exec and never duplicated).
+pub struct UntilClosed {
+    _file: File,
+}
+
+/// Takes a shared lock on `file` without waiting (`EWOULDBLOCK` if someone holds it
+/// exclusively).
+pub fn shared_until_closed(file: File) -> std::result::Result<UntilClosed, Errno> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor the file owns and keeps open for the call.
+    let taken =
+        unsafe { nix::libc::flock(file.as_raw_fd(), nix::libc::LOCK_SH | nix::libc::LOCK_NB) };
+    Errno::result(taken).map(|_| UntilClosed { _file: file })
 }
 
 /// How long a lock held by a process that is being killed may take to be released.

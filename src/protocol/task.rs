@@ -196,9 +196,9 @@ impl TaskPaths {
     /// `task.json`, which `baton gc` must take exclusively before it removes the folder (the
     /// kernel releases it when the waiter exits, however it exits). `None` if the task is
     /// being removed right now, or has no envelope to lock.
-    pub fn hold(&self) -> Option<nix::fcntl::Flock<std::fs::File>> {
+    pub fn hold(&self) -> Option<super::lock::UntilClosed> {
         let file = store::open_nofollow(&self.task).ok()?;
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock).ok()
+        super::lock::shared_until_closed(file).ok()
     }
 
     /// Takes the task for removal: an exclusive flock on `task.json`, refused while anyone
