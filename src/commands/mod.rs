@@ -132,10 +132,13 @@ pub fn describe(end: &TaskEnd) -> String {
         Some(why) => format!("{state}: {why}"),
         None => state.to_string(),
     };
+    let task = match end.shown_id() {
+        Some(id) => format!("task {id}"),
+        None => "no task".into(),
+    };
     format!(
-        "agent {} (task {}): {what}",
+        "agent {} ({task}): {what}",
         crate::protocol::agent::name_of(&end.agent),
-        end.task_id,
     )
 }
 
@@ -197,5 +200,23 @@ mod tests {
         );
         let line = describe(&end(State::Timeout, None));
         assert_eq!(line, format!("agent planning (task {id}): timeout"));
+    }
+
+    #[test]
+    fn an_end_that_never_had_a_task_names_none() {
+        let end = TaskEnd::undelivered("planning", State::Cancelled)
+            .with_error("cancelled by SIGINT before it was delivered");
+        assert_eq!(
+            describe(&end),
+            "agent planning (no task): cancelled by SIGINT before it was delivered"
+        );
+        let json = end.to_json();
+        assert!(json["task_id"].is_null(), "{json}");
+        assert_eq!(json["state"], "cancelled", "{json}");
+        // A delivered one names its task, and a done.json never says it was undelivered.
+        let delivered = TaskEnd::new(&TaskId::new(), "planning", State::Ok);
+        assert!(delivered.to_json()["task_id"].is_string());
+        let recorded = serde_json::to_string(&delivered).unwrap();
+        assert!(!recorded.contains("undelivered"), "{recorded}");
     }
 }

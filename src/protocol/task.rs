@@ -292,6 +292,10 @@ pub struct TaskEnd {
     /// Where the task stood in a workflow, once known; never part of `done.json`.
     #[serde(skip)]
     pub place: Option<Place>,
+    /// No task was made (the caller stopped before delivering it, or its delivery failed):
+    /// `task_id` names no folder, and `--json` prints it as null. Never part of `done.json`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub undelivered: bool,
 }
 
 /// A task's place in a workflow: its stage, which attempt it was (retries), which round of its
@@ -325,7 +329,22 @@ impl TaskEnd {
             finished_ms: Some(now),
             answer: Vec::new(),
             place: None,
+            undelivered: false,
         }
+    }
+
+    /// The end of a task that was never delivered to `agent`, in `state`: no folder, no id to
+    /// look up.
+    pub fn undelivered(agent: &str, state: State) -> TaskEnd {
+        TaskEnd {
+            undelivered: true,
+            ..TaskEnd::new(&TaskId::new(), agent, state)
+        }
+    }
+
+    /// The task id to show: none for a task never delivered.
+    pub fn shown_id(&self) -> Option<&TaskId> {
+        (!self.undelivered).then_some(&self.task_id)
     }
 
     pub fn with_error(mut self, error: impl Into<String>) -> TaskEnd {
@@ -357,7 +376,7 @@ impl TaskEnd {
     fn json_fields(&self) -> serde_json::Value {
         serde_json::json!({
             "agent": self.agent,
-            "task_id": self.task_id,
+            "task_id": self.shown_id(),
             "state": self.state,
             "exit_code": self.exit_code,
             "error": self.error,

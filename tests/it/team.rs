@@ -151,6 +151,7 @@ fn a_stop_signal_while_an_agent_starts_on_demand_lets_it_start_and_cancels_the_a
     assert_eq!(st.code(), Some(4), "{err}");
     assert!(err.contains("SIGTERM"), "{err}");
     assert!(!err.contains("did not report ready"), "{err}");
+    assert!(err.contains("agent planning (no task):"), "{err}");
     // Nothing was delivered: the agent never saw what the caller no longer wanted.
     assert!(env.task_ids().is_empty(), "{:?}", env.task_ids());
     // The agent was started, and that runner serves.

@@ -1191,6 +1191,8 @@ fn a_signal_before_send_has_delivered_delivers_nothing() {
     let (code, err) = signalled_before_delivery(&env, &["send", "g", "never mind"], Signal::SIGINT);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("cancelled by SIGINT"), "{err}");
+    // It names no task, since there is none to look up.
+    assert!(err.contains("agent g (no task):"), "{err}");
     assert!(env.task_ids().is_empty(), "{:?}", env.task_ids());
     assert!(env.inbox("g", "new").is_empty());
     // Nothing of it waits in the results.

@@ -86,7 +86,7 @@ impl Engine<'_> {
                     )));
                 }
                 self.members[m].end = Some(
-                    TaskEnd::new(&TaskId::new(), &name, State::AgentLost)
+                    TaskEnd::undelivered(&name, State::AgentLost)
                         .with_error(format!("stage {}: {e:#}", self.stage + 1)),
                 );
             }

@@ -279,8 +279,7 @@ impl Engine<'_> {
                 let prompt = self.members[m].base.clone();
                 if let Err(e) = self.deliver(m, prompt, None) {
                     self.members[m].end = Some(
-                        TaskEnd::new(
-                            &TaskId::new(),
+                        TaskEnd::undelivered(
                             &target_name(&self.members[m].target),
                             State::AgentLost,
                         )

@@ -470,8 +470,7 @@ impl Engine<'_> {
             .members
             .iter()
             .map(|m| {
-                TaskEnd::new(&TaskId::new(), &target_name(&m.target), State::Cancelled)
-                    .with_error(why)
+                TaskEnd::undelivered(&target_name(&m.target), State::Cancelled).with_error(why)
             })
             .collect();
         self.finish(ends, false)
