@@ -103,12 +103,7 @@ fn a_caller_whose_request_is_unread_when_its_task_ends_is_told_before_the_runner
     // spares the task used; the caller stops after delivering, before it asks to be told.
     start_paused(&env, "sh1", "task-started,before-spares", &[]);
     let runner = env.runner_pid("sh1") as u32;
-    let mut ask = env.cmd(["ask", "sh1", "echo quick"]);
-    ask.env("BATON_TEST_PAUSE", "before-watch")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let ask = ask.spawn().unwrap();
-    wait_stopped(ask.id());
+    let ask = spawn_paused(env.cmd(["ask", "sh1", "echo quick"]), "before-watch");
     wait_stopped(runner);
     // Now the caller asks (its request waits, unread, on the runner's socket) and sleeps; the
     // shell runs the task and waits for its next one: the task has ended, unseen.

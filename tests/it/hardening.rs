@@ -79,12 +79,7 @@ fn gc_leaves_a_task_alone_while_someone_reads_it() {
     env.start("sh1", &[]);
     let id = env.send("sh1", "echo kept");
     env.run(["wait", &id]).ok();
-    let mut cmd = env.cmd(["wait", &id]);
-    cmd.env("BATON_TEST_PAUSE", "waited")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let waiter = cmd.spawn().unwrap();
-    wait_stopped(waiter.id());
+    let waiter = spawn_paused(env.cmd(["wait", &id]), "waited");
     let gc = env.run(["gc", "--older-than", "0s"]).ok();
     assert!(
         gc.stdout.contains("removed 0") && gc.stdout.contains("1 someone is waiting on"),

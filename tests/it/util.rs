@@ -531,6 +531,18 @@ pub fn wait_stopped(pid: u32) {
     );
 }
 
+/// Spawns `cmd`, its output piped, to stop at the test pause points `points` (comma-separated,
+/// in the order it reaches them), and waits until it has stopped at the first.
+#[track_caller]
+pub fn spawn_paused(mut cmd: Command, points: &str) -> Child {
+    cmd.env("BATON_TEST_PAUSE", points)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    wait_stopped(child.id());
+    child
+}
+
 /// Processes whose command line contains `marker` (other than this test process).
 pub fn processes_with(marker: &str) -> Vec<String> {
     let me = std::process::id().to_string();

@@ -887,12 +887,8 @@ fn wait_follows_a_background_workflow_that_is_still_running() {
     );
     // `send` stops once it has handed the workflow over, its supervisor once it holds it: then
     // `send` lets go and exits, and the supervisor must still hold the workflow.
-    let mut send = env.cmd(["send", "g | next", "held at the gate"]);
-    send.env("BATON_TEST_PAUSE", "handed-off,supervising")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let sender = send.spawn().unwrap();
-    wait_stopped(sender.id());
+    let send = env.cmd(["send", "g | next", "held at the gate"]);
+    let sender = spawn_paused(send, "handed-off,supervising");
     let pid = env.supervisor();
     wait_stopped(pid);
     signal(sender.id(), Signal::SIGCONT);
@@ -1064,30 +1060,20 @@ fn cancel_as_the_workflow_is_handed_over(sender_gone: bool) {
     let env = Env::new();
     env.start_gated("g");
     env.start("next", &["--driver", "exec", "--", "cat"]);
-    let mut send = env.cmd(["send", "g | next", "two stages"]);
+    let send = env.cmd(["send", "g | next", "two stages"]);
     let pauses = if sender_gone {
         "handing-off"
     } else {
         "handing-off,letting-go"
     };
-    send.env("BATON_TEST_PAUSE", pauses)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let sender = send.spawn().unwrap();
-    wait_stopped(sender.id());
+    let sender = spawn_paused(send, pauses);
     let root = fs::read_dir(env.home.join("tasks"))
         .unwrap()
         .filter_map(|e| e.ok())
         .find(|e| e.path().join("workflow.json").exists())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .expect("the workflow's record");
-    let mut cancel = env.cmd(["cancel", &root]);
-    cancel
-        .env("BATON_TEST_PAUSE", "cancel-signals")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let canceller = cancel.spawn().unwrap();
-    wait_stopped(canceller.id());
+    let canceller = spawn_paused(env.cmd(["cancel", &root]), "cancel-signals");
     signal(sender.id(), Signal::SIGCONT);
     let sender = if sender_gone {
         let (st, _, err) = finish(sender, None, secs(10)).expect("send ends");
@@ -1168,12 +1154,7 @@ fn wait_of_several_workflows_and_a_task_gives_each_ones_outcome() {
 /// Runs baton with `args`, stopped before it delivers; sends it `sig`, lets it go on, and
 /// returns its exit code and stderr.
 fn signalled_before_delivery(env: &Env, args: &[&str], sig: Signal) -> (i32, String) {
-    let mut cmd = env.cmd(args);
-    cmd.env("BATON_TEST_PAUSE", "before-deliver")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = cmd.spawn().unwrap();
-    wait_stopped(child.id());
+    let child = spawn_paused(env.cmd(args), "before-deliver");
     signal(child.id(), sig);
     signal(child.id(), Signal::SIGCONT);
     let (st, _, err) = finish(child, None, secs(10)).expect("baton ends");
@@ -1352,12 +1333,7 @@ fn a_signal_as_send_hands_a_workflow_over_reaches_the_supervisor() {
     let env = Env::new();
     env.start_gated("g");
     env.start("next", &["--driver", "exec", "--", "cat"]);
-    let mut cmd = env.cmd(["send", "g | next", "two stages"]);
-    cmd.env("BATON_TEST_PAUSE", "handed-off")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let send = cmd.spawn().unwrap();
-    wait_stopped(send.id());
+    let send = spawn_paused(env.cmd(["send", "g | next", "two stages"]), "handed-off");
     // What `baton cancel ROOT` would send if it read send's pid just before the supervisor's.
     signal(send.id(), Signal::SIGTERM);
     signal(send.id(), Signal::SIGCONT);
