@@ -102,11 +102,12 @@ pub fn print_ends(ends: &[TaskEnd], format: Format) -> anyhow::Result<Exit> {
     Ok(exit::of_ends(ends))
 }
 
-/// Prints every task of a workflow as JSON (one object a line, in the order delivered) and says
-/// on stderr what did not succeed in its outcome, `ends`, whose first failure is the exit status.
+/// Prints every task of a workflow as JSON (one object a line, in the order delivered, then the
+/// ends of its outcome that were never delivered) and says on stderr what did not succeed in its
+/// outcome, `ends`, whose first failure is the exit status.
 pub fn print_history(history: &[TaskEnd], ends: &[TaskEnd]) -> anyhow::Result<Exit> {
     let mut out = String::new();
-    for end in history {
+    for end in history.iter().chain(ends.iter().filter(|e| e.undelivered)) {
         out.push_str(&format!("{}\n", end.to_json()));
     }
     let mut stdout = std::io::stdout().lock();

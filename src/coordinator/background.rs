@@ -190,6 +190,21 @@ pub fn has_ended(store: &Store, id: &TaskId) -> bool {
     }
 }
 
+/// The ends of an ended workflow's finals, as the workflow ended them (a gate's verdict, a stop),
+/// each with its place. A final never delivered has no folder: the record keeps its end.
+pub fn final_ends(store: &Store, rec: &crate::protocol::workflow::Record) -> Vec<TaskEnd> {
+    let mut ends: Vec<TaskEnd> = (rec.finals.iter())
+        .filter_map(|id| {
+            (super::end_of(store, id).ok().flatten()).or_else(|| rec.undelivered_end(id))
+        })
+        .collect();
+    rec.apply_final_ends(&mut ends);
+    for e in &mut ends {
+        e.place = rec.place_of(&e.task_id);
+    }
+    ends
+}
+
 /// The outcome of background work that starts with task `id`, once it has one: a workflow's
 /// final ends (its record says), else the task's own end. `None` while it runs.
 pub fn outcome(store: &Store, id: &TaskId) -> Option<Vec<TaskEnd>> {
@@ -197,11 +212,7 @@ pub fn outcome(store: &Store, id: &TaskId) -> Option<Vec<TaskEnd>> {
     match crate::protocol::workflow::load(&task) {
         Ok(Some(rec)) => {
             let state = rec.state?;
-            let mut ends = super::ends_of(store, &rec.finals);
-            rec.apply_final_ends(&mut ends);
-            for e in &mut ends {
-                e.place = rec.place_of(&e.task_id);
-            }
+            let mut ends = final_ends(store, &rec);
             if ends.is_empty() {
                 // The workflow ended without a task to show (its supervisor failed early).
                 let agent = rec
@@ -340,6 +351,8 @@ fn end_if_abandoned(store: &Store, root: &TaskId) -> anyhow::Result<Option<Cance
             task_id: id.clone(),
             state: State::Cancelled,
             error: Some(why.into()),
+            agent: String::new(),
+            undelivered: false,
         })
         .collect();
     rec.save(store)?;

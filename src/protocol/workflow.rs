@@ -82,6 +82,12 @@ pub struct FinalEnd {
     pub state: State,
     #[serde(default)]
     pub error: Option<String>,
+    /// The agent it was for: only kept for one never delivered, whose end no folder holds.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub agent: String,
+    /// It was never delivered (its delivery failed): `task_id` names no folder.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub undelivered: bool,
 }
 
 /// `workflow.json`.
@@ -152,6 +158,18 @@ impl Record {
         }
         out.sort_by_key(|s| s.member);
         out
+    }
+
+    /// The end of final `id` if it was never delivered (no folder holds it).
+    pub fn undelivered_end(&self, id: &TaskId) -> Option<super::TaskEnd> {
+        let f = self
+            .final_ends
+            .iter()
+            .find(|f| f.undelivered && &f.task_id == id)?;
+        let mut end = super::TaskEnd::undelivered(&f.agent, f.state);
+        end.task_id = f.task_id.clone();
+        end.error = f.error.clone();
+        Some(end)
     }
 
     /// Gives the final ends read from their tasks' folders the ends the workflow gave them.

@@ -1358,3 +1358,40 @@ fn a_signal_as_send_hands_a_workflow_over_reaches_the_supervisor() {
     assert_eq!(record["state"], "cancelled", "{record}");
     assert!(env.tasks_of("next").is_empty());
 }
+
+#[test]
+fn a_later_member_whose_delivery_failed_stays_in_the_workflows_outcome_when_read_back() {
+    let env = Env::new();
+    env.start_gated("g");
+    for name in ["b", "c"] {
+        env.start(name, &["--driver", "exec", "--", "cat"]);
+    }
+    let root = env.run(["send", "g | b,c", "two stages"]).ok().stdout;
+    let root = root.trim();
+    wait_until("stage 1 runs", secs(10), || env.started_count() == 1);
+    // c's inbox is broken before stage 2 comes: its delivery fails, b's does not.
+    let inbox = env.agent_dir("c").join("inbox/new");
+    fs::remove_dir(&inbox).unwrap();
+    fs::write(&inbox, "not a folder").unwrap();
+    env.open_gate();
+    let out = env.run(["wait", root]);
+    assert_eq!(out.code(), 5, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("two stages"), "{}", out.stdout);
+    assert!(out.stderr.contains("agent c (no task):"), "{}", out.stderr);
+    // Read back later, the outcome is the same: c's failure is not lost with its missing folder.
+    let again = env.run(["result", root]);
+    assert_eq!(again.code(), 5, "{}{}", again.stdout, again.stderr);
+    assert!(
+        again.stderr.contains("agent c (no task):"),
+        "{}",
+        again.stderr
+    );
+    let json = env.run(["result", root, "--json"]);
+    let ends = json_lines(&json.stdout);
+    assert!(
+        ends.iter()
+            .any(|e| e["agent"] == "c" && e["state"] == "agent_lost" && e["task_id"].is_null()),
+        "{}",
+        json.stdout
+    );
+}

@@ -62,7 +62,7 @@ fn carry_on(store: &Store, root: &TaskId, caller: &mut Caller) -> anyhow::Result
     plan.wait = true;
     if rec.state.is_some() {
         return Ok(Run {
-            ends: crate::coordinator::ends_of(store, &rec.finals),
+            ends: crate::coordinator::background::final_ends(store, &rec),
             history: Vec::new(),
             root: Some(root.clone()),
         });

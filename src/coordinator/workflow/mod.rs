@@ -426,6 +426,12 @@ impl Engine<'_> {
                     task_id: e.task_id.clone(),
                     state: e.state,
                     error: e.error.clone(),
+                    agent: if e.undelivered {
+                        e.agent.clone()
+                    } else {
+                        String::new()
+                    },
+                    undelivered: e.undelivered,
                 })
                 .collect();
             if !ok && stages > 1 {
