@@ -232,7 +232,15 @@ pub enum ControlError {
 
 /// Sends one request to the runner listening at `path` and reads its reply.
 pub fn call(path: &Path, request: &Request) -> Result<Reply, ControlError> {
-    let mut stream = UnixStream::connect(path).map_err(|_| ControlError::NoListener)?;
+    // Not blocking in connect: a runner that has stopped accepting (its queue of connections
+    // full) is told at once, never waited for.
+    let mut stream = crate::sys::sock::connect(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock => {
+            ControlError::NoAnswer("it accepts no connection: its queue is full".into())
+        }
+        _ => ControlError::NoListener,
+    })?;
+    let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
     let mut line =
@@ -272,4 +280,32 @@ pub fn watch(path: &Path, task: &TaskId) -> std::io::Result<UnixStream> {
     // could not be written whole the caller falls back to watching the files.
     stream.write_all(&line)?;
     Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_to_a_listener_that_accepts_nothing_ends_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Its queue filled by connections it never accepts, then one call more.
+            let mut held = Vec::new();
+            while let Ok(s) = crate::sys::sock::connect(&path) {
+                held.push(s);
+            }
+            let _ = tx.send(call(&path, &Request::Ping).map(|_| ()));
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the call waited for a listener that accepts nothing");
+        match got {
+            Err(ControlError::NoAnswer(why)) => assert!(why.contains("queue is full"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
 }
