@@ -1106,7 +1106,7 @@ fn the_hooks_find_baton_by_its_recorded_path_else_on_path() {
     // Installed by a baton that then moves away.
     let moved = env.path("old/baton");
     fs::create_dir_all(moved.parent().unwrap()).unwrap();
-    fs::copy(BIN, &moved).unwrap();
+    env.copy_program(BIN, &moved);
     let mut cmd = with_git_env(&env, Command::new(&moved), &dir);
     cmd.args(["install", "git"]);
     env.output(cmd, None).ok();

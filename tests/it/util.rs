@@ -221,6 +221,18 @@ impl Env {
             .unwrap_or_default()
     }
 
+    /// Copies the program at `from` to `to` so that it can be run at once: by `cp`, so that no
+    /// descriptor of ours open for writing it can be inherited by a process another test
+    /// thread starts meanwhile (that would make running it fail, "text file busy").
+    pub fn copy_program(&self, from: &str, to: &Path) {
+        let ok = Command::new("cp")
+            .arg(from)
+            .arg(to)
+            .status()
+            .expect("running cp");
+        assert!(ok.success(), "cp {from} {}", to.display());
+    }
+
     /// Writes an executable script into the temp folder and returns its path.
     pub fn script(&self, name: &str, body: &str) -> PathBuf {
         let path = self.path(name);

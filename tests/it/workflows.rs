@@ -1253,7 +1253,7 @@ fn cancel_finds_a_workflows_runner_whatever_baton_binary_started_it() {
     // An older baton, installed in a folder of its own, starts the workflow.
     let old = env.path("v1/baton");
     fs::create_dir_all(old.parent().unwrap()).unwrap();
-    fs::copy(BIN, &old).unwrap();
+    env.copy_program(BIN, &old);
     let mut send = std::process::Command::new(&old);
     scrub(&mut send)
         .args(["send", "g | next", "two stages"])
