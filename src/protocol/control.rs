@@ -222,7 +222,8 @@ pub enum ControlError {
     /// No socket file, or nothing listening on it.
     #[error("nothing listens on its control socket")]
     NoListener,
-    /// Connected, but no well-formed reply within the timeout.
+    /// Connected but no well-formed reply within the timeout, or not let connect at all (the
+    /// runner accepts nothing: its queue of connections is full).
     #[error("no answer on its control socket ({0})")]
     NoAnswer(String),
     /// The runner answered with an error.
@@ -290,13 +291,14 @@ mod tests {
     fn a_call_to_a_listener_that_accepts_nothing_ends_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sock");
-        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let _listener = crate::sys::sock::tests::listener_with_a_short_queue(&path);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             // Its queue filled by connections it never accepts, then one call more.
             let mut held = Vec::new();
             while let Ok(s) = crate::sys::sock::connect(&path) {
                 held.push(s);
+                assert!(held.len() < 8, "the queue never filled");
             }
             let _ = tx.send(call(&path, &Request::Ping).map(|_| ()));
         });

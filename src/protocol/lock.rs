@@ -96,8 +96,9 @@ pub fn is_alive(path: &Path) -> bool {
 }
 
 /// A shared flock that ends when its file is closed (dropped). Unlike nix's `Flock`, no
-/// `flock(LOCK_UN)` comes first: closing the only descriptor of an open file releases its lock,
-/// and the file is this process's alone (opened close-on-exec and never duplicated).
+/// `flock(LOCK_UN)` comes first: closing the last descriptor of an open file releases its lock,
+/// and the file is this process's alone (opened close-on-exec: a child started meanwhile holds
+/// it only until its exec).
 pub struct UntilClosed {
     _file: File,
 }

@@ -42,7 +42,8 @@ pub fn connect(path: &Path) -> io::Result<UnixStream> {
     // SAFETY: an all-zero sockaddr_un is valid (family AF_UNSPEC, empty path); it is filled below.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     let bytes = path.as_os_str().as_bytes();
-    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+    // An empty path would name the abstract socket "", not a file.
+    if bytes.is_empty() || bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "socket path too long or not a path",
@@ -99,11 +100,12 @@ pub fn accept(fd: BorrowedFd<'_>) -> io::Result<UnixStream> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::os::fd::AsFd;
     use std::os::unix::net::UnixListener;
+    use std::path::PathBuf;
 
     fn nonblocking(s: &UnixStream) -> bool {
         let mut b = [0u8; 1];
@@ -137,17 +139,25 @@ mod tests {
         assert_eq!(&got, b"hi\n");
     }
 
+    /// A listener at `path` whose queue holds a single connection it has not accepted.
+    pub(crate) fn listener_with_a_short_queue(path: &Path) -> UnixListener {
+        let listener = UnixListener::bind(path).unwrap();
+        // SAFETY: listen on a socket the listener owns; it only changes the queue's length.
+        assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+        listener
+    }
+
     #[test]
     fn connect_to_a_listener_that_accepts_nothing_fails_once_its_queue_is_full() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sock");
-        let listener = UnixListener::bind(&path).unwrap();
+        let listener = listener_with_a_short_queue(&path);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut held = Vec::new();
             let end = loop {
                 match connect(&path) {
-                    Ok(s) if held.len() < 100_000 => held.push(s),
+                    Ok(s) if held.len() < 8 => held.push(s),
                     other => break other.map(|_| held.len()),
                 }
             };
@@ -166,8 +176,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = connect(&dir.path().join("none")).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
-        let long = dir.path().join("x".repeat(200));
-        let err = connect(&long).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        for bad in [dir.path().join("x".repeat(200)), PathBuf::new()] {
+            let err = connect(&bad).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        }
     }
 }
