@@ -353,6 +353,7 @@ fn end_if_abandoned(store: &Store, root: &TaskId) -> anyhow::Result<Option<Cance
             error: Some(why.into()),
             agent: String::new(),
             undelivered: false,
+            finished_ms: None,
         })
         .collect();
     rec.save(store)?;

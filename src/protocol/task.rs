@@ -293,8 +293,9 @@ pub struct TaskEnd {
     #[serde(skip)]
     pub place: Option<Place>,
     /// No task was made (the caller stopped before delivering it, or its delivery failed):
-    /// `task_id` names no folder, and `--json` prints it as null. Never part of `done.json`.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// `task_id` names no folder, and `--json` prints it as null. Never part of `done.json` (a
+    /// workflow's record keeps it in its `FinalEnd`).
+    #[serde(skip)]
     pub undelivered: bool,
 }
 

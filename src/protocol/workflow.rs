@@ -75,7 +75,8 @@ pub struct Step {
 
 /// How a final task ended for the workflow where that is not what its own `done.json` says: an
 /// answer its gate rejected, or never judged because the workflow was stopped, ended failed or
-/// cancelled, although the task itself ended ok.
+/// cancelled, although the task itself ended ok; or a final that was never delivered, which has
+/// no folder and so no `done.json` at all.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FinalEnd {
     pub task_id: TaskId,
@@ -88,6 +89,9 @@ pub struct FinalEnd {
     /// It was never delivered (its delivery failed): `task_id` names no folder.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub undelivered: bool,
+    /// When it ended: only kept for one never delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<u64>,
 }
 
 /// `workflow.json`.
@@ -169,6 +173,10 @@ impl Record {
         let mut end = super::TaskEnd::undelivered(&f.agent, f.state);
         end.task_id = f.task_id.clone();
         end.error = f.error.clone();
+        if let Some(ms) = f.finished_ms {
+            end.finished_ms = Some(ms);
+            end.finished_at = crate::sys::time::rfc3339(ms);
+        }
         Some(end)
     }
 

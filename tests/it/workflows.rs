@@ -1386,12 +1386,17 @@ fn a_later_member_whose_delivery_failed_stays_in_the_workflows_outcome_when_read
         "{}",
         again.stderr
     );
-    let json = env.run(["result", root, "--json"]);
-    let ends = json_lines(&json.stdout);
-    assert!(
-        ends.iter()
-            .any(|e| e["agent"] == "c" && e["state"] == "agent_lost" && e["task_id"].is_null()),
-        "{}",
-        json.stdout
-    );
+    let c_of = |json: &str| {
+        json_lines(json)
+            .into_iter()
+            .find(|e| e["agent"] == "c")
+            .unwrap_or_else(|| panic!("no end of c in {json}"))
+    };
+    let c = c_of(&env.run(["result", root, "--json"]).stdout);
+    assert_eq!(c["state"], "agent_lost", "{c}");
+    assert!(c["task_id"].is_null(), "{c}");
+    // It ended once: read back again, it ended at the same time.
+    let again = c_of(&env.run(["result", root, "--json"]).stdout);
+    assert_eq!(again["finished_at"], c["finished_at"], "{again} {c}");
+    assert_eq!(again["finished_ms"], c["finished_ms"], "{again} {c}");
 }

@@ -85,9 +85,9 @@ impl Engine<'_> {
                         "delivering the task to {name} (what was delivered was taken back)"
                     )));
                 }
+                // The run's end names the stage (`finish`).
                 self.members[m].end = Some(
-                    TaskEnd::undelivered(&name, State::AgentLost)
-                        .with_error(format!("stage {}: {e:#}", self.stage + 1)),
+                    TaskEnd::undelivered(&name, State::AgentLost).with_error(format!("{e:#}")),
                 );
             }
         }

@@ -62,7 +62,7 @@ fn carry_on(store: &Store, root: &TaskId, caller: &mut Caller) -> anyhow::Result
     plan.wait = true;
     if rec.state.is_some() {
         return Ok(Run {
-            ends: crate::coordinator::background::final_ends(store, &rec),
+            ends: crate::coordinator::background::outcome(store, root).unwrap_or_default(),
             history: Vec::new(),
             root: Some(root.clone()),
         });

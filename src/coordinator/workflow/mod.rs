@@ -432,6 +432,7 @@ impl Engine<'_> {
                         String::new()
                     },
                     undelivered: e.undelivered,
+                    finished_ms: e.finished_ms.filter(|_| e.undelivered),
                 })
                 .collect();
             if !ok && stages > 1 {
