@@ -192,7 +192,7 @@ pub fn has_ended(store: &Store, id: &TaskId) -> bool {
 
 /// The ends of an ended workflow's finals, as the workflow ended them (a gate's verdict, a stop),
 /// each with its place. A final never delivered has no folder: the record keeps its end.
-pub fn final_ends(store: &Store, rec: &crate::protocol::workflow::Record) -> Vec<TaskEnd> {
+fn final_ends(store: &Store, rec: &crate::protocol::workflow::Record) -> Vec<TaskEnd> {
     let mut ends: Vec<TaskEnd> = (rec.finals.iter())
         .filter_map(|id| {
             (super::end_of(store, id).ok().flatten()).or_else(|| rec.undelivered_end(id))
