@@ -23,8 +23,8 @@ use crate::error::{IoContext, StoreError};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
-/// The longest path a Unix socket address holds (`sun_path` is 108 bytes with its final NUL).
-pub const SOCKET_PATH_MAX: usize = 107;
+/// The longest path a Unix socket address holds.
+pub const SOCKET_PATH_MAX: usize = crate::sys::sock::PATH_MAX;
 
 /// The resolved state folder.
 #[derive(Clone, Debug)]

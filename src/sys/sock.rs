@@ -8,70 +8,36 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use nix::libc;
+use nix::errno::Errno;
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr};
 
-const FLAGS: libc::c_int = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+/// The longest path a Unix socket address holds (`sun_path` is 108 bytes with its final NUL).
+pub const PATH_MAX: usize = 107;
+
+const FLAGS: SockFlag = SockFlag::SOCK_NONBLOCK.union(SockFlag::SOCK_CLOEXEC);
 
 /// A connected pair, both ends non-blocking.
 pub fn pair() -> io::Result<(UnixStream, UnixStream)> {
-    let mut fds = [-1; 2];
-    // SAFETY: socketpair writes two new descriptors into `fds` when it succeeds.
-    if unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | FLAGS,
-            0,
-            fds.as_mut_ptr(),
-        )
-    } != 0
-    {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors are new and owned by nothing else.
-    Ok(unsafe {
-        (
-            UnixStream::from_raw_fd(fds[0]),
-            UnixStream::from_raw_fd(fds[1]),
-        )
-    })
+    let (a, b) = socket::socketpair(AddressFamily::Unix, SockType::Stream, None, FLAGS)?;
+    Ok((a.into(), b.into()))
 }
 
 /// A non-blocking connection to the socket at `path`. A listener that has not accepted its
 /// earlier connections makes this fail with `WouldBlock` at once, not wait.
 pub fn connect(path: &Path) -> io::Result<UnixStream> {
-    // SAFETY: an all-zero sockaddr_un is valid (family AF_UNSPEC, empty path); it is filled below.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     let bytes = path.as_os_str().as_bytes();
     // An empty path would name the abstract socket "", not a file.
-    if bytes.is_empty() || bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+    let too_long = bytes.len() > PATH_MAX;
+    if bytes.is_empty() || too_long || bytes.contains(&0) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "socket path too long or not a path",
         ));
     }
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (to, &from) in addr.sun_path.iter_mut().zip(bytes) {
-        *to = from as libc::c_char;
-    }
-    // SAFETY: socket returns a new descriptor or -1.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | FLAGS, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is new and owned by nothing else; the stream closes it on every path.
-    let stream = unsafe { UnixStream::from_raw_fd(fd) };
-    let len = std::mem::offset_of!(libc::sockaddr_un, sun_path) + bytes.len() + 1;
-    // SAFETY: `addr` is a valid sockaddr_un and `len` does not exceed its size.
-    let connected = unsafe {
-        libc::connect(
-            stream.as_raw_fd(),
-            std::ptr::addr_of!(addr).cast(),
-            len as libc::socklen_t,
-        )
-    };
-    if connected != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let addr = UnixAddr::new(path)?;
+    let stream: UnixStream =
+        socket::socket(AddressFamily::Unix, SockType::Stream, FLAGS, None)?.into();
+    socket::connect(stream.as_raw_fd(), &addr)?;
     Ok(stream)
 }
 
@@ -79,22 +45,11 @@ pub fn connect(path: &Path) -> io::Result<UnixStream> {
 /// `WouldBlock` when none is waiting.
 pub fn accept(fd: BorrowedFd<'_>) -> io::Result<UnixStream> {
     loop {
-        // SAFETY: accept4 with null address pointers returns a new descriptor or -1.
-        let new = unsafe {
-            libc::accept4(
-                fd.as_raw_fd(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                FLAGS,
-            )
-        };
-        if new >= 0 {
+        match socket::accept4(fd.as_raw_fd(), FLAGS) {
             // SAFETY: `new` is a new descriptor owned by nothing else.
-            return Ok(unsafe { UnixStream::from_raw_fd(new) });
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
+            Ok(new) => return Ok(unsafe { UnixStream::from_raw_fd(new) }),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -142,8 +97,7 @@ pub(crate) mod tests {
     /// A listener at `path` whose queue holds a single connection it has not accepted.
     pub(crate) fn listener_with_a_short_queue(path: &Path) -> UnixListener {
         let listener = UnixListener::bind(path).unwrap();
-        // SAFETY: listen on a socket the listener owns; it only changes the queue's length.
-        assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+        socket::listen(&listener, socket::Backlog::new(0).unwrap()).unwrap();
         listener
     }
 
