@@ -347,13 +347,8 @@ fn end_if_abandoned(store: &Store, root: &TaskId) -> anyhow::Result<Option<Cance
         .finals
         .iter()
         .filter(|id| stopped.contains(id))
-        .map(|id| crate::protocol::workflow::FinalEnd {
-            task_id: id.clone(),
-            state: State::Cancelled,
-            error: Some(why.into()),
-            agent: String::new(),
-            undelivered: false,
-            finished_ms: None,
+        .map(|id| {
+            crate::protocol::workflow::FinalEnd::new(id.clone(), State::Cancelled, Some(why.into()))
         })
         .collect();
     rec.save(store)?;

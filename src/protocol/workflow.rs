@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::store::Store;
-use super::task::{Place, State, TaskId, TaskPaths};
+use super::task::{Place, State, TaskEnd, TaskId, TaskPaths};
 use crate::error::StoreError;
 
 /// What the workflow was asked to do (what a `Plan` says, as data).
@@ -94,6 +94,47 @@ pub struct FinalEnd {
     pub finished_ms: Option<u64>,
 }
 
+impl FinalEnd {
+    /// A delivered final's end as the workflow gave it.
+    pub fn new(task_id: TaskId, state: State, error: Option<String>) -> FinalEnd {
+        FinalEnd {
+            task_id,
+            state,
+            error,
+            agent: String::new(),
+            undelivered: false,
+            finished_ms: None,
+        }
+    }
+
+    /// `end` as the workflow ended it. One never delivered also keeps what its end needs (its
+    /// agent, when it ended), since no folder holds it: `end` gives it back.
+    pub fn of(end: &TaskEnd) -> FinalEnd {
+        let mut f = FinalEnd::new(end.task_id.clone(), end.state, end.error.clone());
+        if end.undelivered {
+            f.agent = end.agent.clone();
+            f.undelivered = true;
+            f.finished_ms = end.finished_ms;
+        }
+        f
+    }
+
+    /// The end of a final never delivered, as `of` kept it.
+    pub fn end(&self) -> Option<TaskEnd> {
+        if !self.undelivered {
+            return None;
+        }
+        let mut end = TaskEnd::undelivered(&self.agent, self.state);
+        end.task_id = self.task_id.clone();
+        end.error = self.error.clone();
+        if let Some(ms) = self.finished_ms {
+            end.finished_ms = Some(ms);
+            end.finished_at = crate::sys::time::rfc3339(ms);
+        }
+        Some(end)
+    }
+}
+
 /// `workflow.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Record {
@@ -165,23 +206,15 @@ impl Record {
     }
 
     /// The end of final `id` if it was never delivered (no folder holds it).
-    pub fn undelivered_end(&self, id: &TaskId) -> Option<super::TaskEnd> {
-        let f = self
-            .final_ends
+    pub fn undelivered_end(&self, id: &TaskId) -> Option<TaskEnd> {
+        self.final_ends
             .iter()
-            .find(|f| f.undelivered && &f.task_id == id)?;
-        let mut end = super::TaskEnd::undelivered(&f.agent, f.state);
-        end.task_id = f.task_id.clone();
-        end.error = f.error.clone();
-        if let Some(ms) = f.finished_ms {
-            end.finished_ms = Some(ms);
-            end.finished_at = crate::sys::time::rfc3339(ms);
-        }
-        Some(end)
+            .find(|f| &f.task_id == id)
+            .and_then(FinalEnd::end)
     }
 
     /// Gives the final ends read from their tasks' folders the ends the workflow gave them.
-    pub fn apply_final_ends(&self, ends: &mut [super::TaskEnd]) {
+    pub fn apply_final_ends(&self, ends: &mut [TaskEnd]) {
         for end in ends {
             if let Some(f) = self.final_ends.iter().find(|f| f.task_id == end.task_id) {
                 end.state = f.state;

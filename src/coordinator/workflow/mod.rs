@@ -422,18 +422,7 @@ impl Engine<'_> {
             r.final_ends = ends
                 .iter()
                 .filter(|e| !e.is_ok())
-                .map(|e| record::FinalEnd {
-                    task_id: e.task_id.clone(),
-                    state: e.state,
-                    error: e.error.clone(),
-                    agent: if e.undelivered {
-                        e.agent.clone()
-                    } else {
-                        String::new()
-                    },
-                    undelivered: e.undelivered,
-                    finished_ms: e.finished_ms.filter(|_| e.undelivered),
-                })
+                .map(record::FinalEnd::of)
                 .collect();
             if !ok && stages > 1 {
                 r.error = ends.iter().find(|e| !e.is_ok()).map(|e| {
