@@ -190,9 +190,24 @@ pub fn has_ended(store: &Store, id: &TaskId) -> bool {
     }
 }
 
-/// The ends of an ended workflow's finals, as the workflow ended them (a gate's verdict, a stop),
-/// each with its place. A final never delivered has no folder: the record keeps its end.
-fn final_ends(store: &Store, rec: &crate::protocol::workflow::Record) -> Vec<TaskEnd> {
+/// The outcome of background work that starts with task `id`, once it has one: a workflow's
+/// final ends (its record says), else the task's own end. `None` while it runs.
+pub fn outcome(store: &Store, id: &TaskId) -> Option<Vec<TaskEnd>> {
+    let task = store.task(id);
+    match crate::protocol::workflow::load(&task) {
+        Ok(Some(rec)) => workflow_outcome(store, &rec),
+        _ => super::end_of(store, id).ok().flatten().map(|e| vec![e]),
+    }
+}
+
+/// The outcome of the workflow `rec` records, once it has one: its finals' ends as the workflow
+/// ended them (a gate's verdict, a stop), each with its place; a final never delivered has no
+/// folder, and the record keeps its end. `None` while it runs.
+pub fn workflow_outcome(
+    store: &Store,
+    rec: &crate::protocol::workflow::Record,
+) -> Option<Vec<TaskEnd>> {
+    let state = rec.state?;
     let mut ends: Vec<TaskEnd> = (rec.finals.iter())
         .filter_map(|id| {
             (super::end_of(store, id).ok().flatten()).or_else(|| rec.undelivered_end(id))
@@ -202,32 +217,18 @@ fn final_ends(store: &Store, rec: &crate::protocol::workflow::Record) -> Vec<Tas
     for e in &mut ends {
         e.place = rec.place_of(&e.task_id);
     }
-    ends
-}
-
-/// The outcome of background work that starts with task `id`, once it has one: a workflow's
-/// final ends (its record says), else the task's own end. `None` while it runs.
-pub fn outcome(store: &Store, id: &TaskId) -> Option<Vec<TaskEnd>> {
-    let task = store.task(id);
-    match crate::protocol::workflow::load(&task) {
-        Ok(Some(rec)) => {
-            let state = rec.state?;
-            let mut ends = final_ends(store, &rec);
-            if ends.is_empty() {
-                // The workflow ended without a task to show (its supervisor failed early).
-                let agent = rec
-                    .steps
-                    .first()
-                    .map(|s| s.agent.clone())
-                    .unwrap_or_default();
-                let mut end = TaskEnd::new(id, &agent, state);
-                end.error = rec.error.clone();
-                ends.push(end);
-            }
-            Some(ends)
-        }
-        _ => super::end_of(store, id).ok().flatten().map(|e| vec![e]),
+    if ends.is_empty() {
+        // The workflow ended without a task to show (its supervisor failed early).
+        let agent = rec
+            .steps
+            .first()
+            .map(|s| s.agent.clone())
+            .unwrap_or_default();
+        let mut end = TaskEnd::new(&rec.root, &agent, state);
+        end.error = rec.error.clone();
+        ends.push(end);
     }
+    Some(ends)
 }
 
 /// How `baton cancel ROOT` left a workflow.

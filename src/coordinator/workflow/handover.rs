@@ -60,9 +60,9 @@ fn carry_on(store: &Store, root: &TaskId, caller: &mut Caller) -> anyhow::Result
         .map_err(|e| crate::error::StoreError::io("reading the request", &paths.prompt, e))?;
     let mut plan = Plan::from_asked(&rec.asked, request.clone());
     plan.wait = true;
-    if rec.state.is_some() {
+    if let Some(ends) = crate::coordinator::background::workflow_outcome(store, &rec) {
         return Ok(Run {
-            ends: crate::coordinator::background::outcome(store, root).unwrap_or_default(),
+            ends,
             history: Vec::new(),
             root: Some(root.clone()),
         });
