@@ -3,23 +3,8 @@
 //! functions of the bytes (a prompt need not be UTF-8, and its bytes are kept as they are), so
 //! that they can be tested and fuzzed alone.
 
-/// Claude Code's marker: everything up to and including this line is its last reply, quoted.
-pub const CONTEXT_MARKER: &str = "# ─── Write your reply below this line";
-
-/// A UTF-8 byte order mark, which some editors put first in a file.
-const BOM: &[u8] = b"\xEF\xBB\xBF";
-
-/// The prompt part of the file: the bytes after the first context marker line, or all of them.
-pub fn prompt_region(text: &[u8]) -> &[u8] {
-    let mut offset = 0;
-    for line in text.split_inclusive(|&b| b == b'\n') {
-        offset += line.len();
-        if line.starts_with(CONTEXT_MARKER.as_bytes()) {
-            return &text[offset..];
-        }
-    }
-    text
-}
+use crate::editor_rules::body;
+pub use crate::editor_rules::{may_route, prompt_region, CONTEXT_MARKER};
 
 /// A prompt addressed to agents.
 #[derive(Debug, PartialEq, Eq)]
@@ -42,20 +27,6 @@ impl Directive {
     pub fn agents(&self) -> Vec<String> {
         self.stages.iter().flatten().cloned().collect()
     }
-}
-
-/// The prompt without a leading byte order mark and blank space.
-fn body(prompt: &[u8]) -> &[u8] {
-    prompt
-        .strip_prefix(BOM)
-        .unwrap_or(prompt)
-        .trim_ascii_start()
-}
-
-/// True if the prompt's first non-blank line starts with `@`: the only case in which baton needs
-/// to look at its state folder at all.
-pub fn may_route(prompt: &[u8]) -> bool {
-    body(prompt).starts_with(b"@")
 }
 
 /// The name a token names, if it is `@name` with a valid agent name (a trailing `:` or `,` is

@@ -19,6 +19,7 @@ pub mod coordinator;
 pub mod directive;
 pub mod driver;
 pub mod editor;
+pub mod editor_rules;
 pub mod error;
 pub mod exit;
 #[cfg(test)]

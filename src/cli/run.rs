@@ -11,6 +11,7 @@ use clap::Parser;
 use super::{AgentCmd, Cli, Cmd, ConfigCmd, InstallTarget, MsgCmd, Result};
 use crate::commands::{self, agent, ask, completions, doctor, logs, status, tasks, watch};
 use crate::editor::{self, EditArgs};
+use crate::editor_rules;
 use crate::error::usage;
 use crate::exit::Exit;
 use crate::protocol::Store;
@@ -18,20 +19,12 @@ use crate::sys::time::parse_duration;
 
 /// Editor mode: exactly one argument is not a flag, it is the last, and it names an existing
 /// file or looks like a path (it contains `/` or `.`): what `$EDITOR` callers pass. A lone word
-/// that is neither (`baton stauts`) is a command, and clap says what is wrong with it.
+/// that is neither (`baton stauts`) is a command, and clap says what is wrong with it. The rules
+/// are `editor_rules`', which `baton-edit` shares.
 fn editor_file(args: &[OsString]) -> Option<PathBuf> {
-    let last = args.last()?;
-    let is_flag = |a: &OsString| {
-        let b = a.as_encoded_bytes();
-        b.len() > 1 && (b[0] == b'-' || b[0] == b'+')
-    };
-    let positional: Vec<&OsString> = args.iter().filter(|a| !is_flag(a)).collect();
-    if positional.len() != 1 || positional[0] != last {
-        return None;
-    }
-    let bytes = last.as_encoded_bytes();
-    let path = PathBuf::from(last);
-    (bytes.contains(&b'/') || bytes.contains(&b'.') || path.is_file()).then_some(path)
+    let file = editor_rules::sole_file(args.iter().map(|a| a.as_encoded_bytes()))?;
+    let path = PathBuf::from(args.last()?);
+    (editor_rules::looks_like_path(file) || path.is_file()).then_some(path)
 }
 
 fn env_timeout() -> Result<Option<Duration>> {
