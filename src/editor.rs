@@ -29,11 +29,12 @@ use crate::protocol::{State, Store, TaskEnd};
 use crate::sys::signals::Signals;
 use crate::sys::term::Tty;
 
-/// The lines that make baton the editor, for a shell profile. They keep the editor that was set
-/// in `BATON_EDITOR`, and can be sourced twice (the second time `VISUAL` is baton already and
-/// `BATON_EDITOR` is left alone).
-pub const PROFILE_LINES: &str = r#"case "${VISUAL:-}" in *baton) ;; *) export BATON_EDITOR="${VISUAL:-${EDITOR:-vi}}" ;; esac
-export VISUAL=baton"#;
+/// The lines that make baton the editor, for a shell profile: `baton-edit`, which passes a
+/// prompt without a directive to the real editor without starting baton. They keep the editor
+/// that was set in `BATON_EDITOR`, and can be sourced twice (the second time `VISUAL` is baton's
+/// already and `BATON_EDITOR` is left alone).
+pub const PROFILE_LINES: &str = r#"case "${VISUAL:-}" in *baton | *baton-edit) ;; *) export BATON_EDITOR="${VISUAL:-${EDITOR:-vi}}" ;; esac
+export VISUAL=baton-edit"#;
 
 /// The largest prompt file editor mode reads (16 MiB).
 pub const MAX_PROMPT_FILE: u64 = 16 << 20;
@@ -415,13 +416,22 @@ pub fn passthrough(args: &[OsString]) -> anyhow::Result<Exit> {
     Err(usage(format!("running the editor {}: {err}", editor[0])))
 }
 
-/// Whether `path` is the program running now (the same file, by device and inode, whatever
-/// links lead to it).
-fn is_self(path: &Path) -> bool {
-    match (fs::metadata(path), fs::metadata("/proc/self/exe")) {
-        (Ok(it), Ok(me)) => crate::protocol::store::same_file(&it, &me),
-        _ => false,
-    }
+/// The editor-mode program installed beside baton (`src/front`): what `$VISUAL` names.
+pub const FRONT: &str = "baton-edit";
+
+/// Whether `path` is the program running now or the `baton-edit` beside it (the same file, by
+/// device and inode, whatever links lead to it): either as the editor would call baton again.
+pub fn is_self(path: &Path) -> bool {
+    let Ok(it) = fs::metadata(path) else {
+        return false;
+    };
+    let me = Path::new("/proc/self/exe");
+    let front = fs::read_link(me).ok().map(|exe| exe.with_file_name(FRONT));
+    [Some(me.to_path_buf()), front]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| fs::metadata(p).ok())
+        .any(|mine| crate::protocol::store::same_file(&it, &mine))
 }
 
 /// The real editor: `$BATON_EDITOR`, else the configured one, else the first of nvim, vim, vi,

@@ -114,6 +114,19 @@ fn baton_editor_set_to_baton_itself_is_caught() {
     assert!(bad.contains("fix: export BATON_EDITOR="), "{bad}");
     // VISUAL=baton is how it should be.
     assert!(line(&out, "✓", "editor (VISUAL/EDITOR)").contains("VISUAL=baton"));
+    // So is VISUAL=baton-edit (INSTALL.md's), and BATON_EDITOR naming it is baton all the same.
+    let out = doctor(
+        &env,
+        &[],
+        &[
+            ("PATH", &path),
+            ("BATON_EDITOR", "baton-edit"),
+            ("VISUAL", "baton-edit"),
+        ],
+    )
+    .expect(1);
+    assert!(line(&out, "✗", "pass-through editor").contains("baton itself"));
+    assert!(line(&out, "✓", "editor (VISUAL/EDITOR)").contains("VISUAL=baton-edit"));
 }
 
 /// A PATH with only the programs doctor's other checks use, and no tmux.

@@ -832,7 +832,7 @@ fn the_profile_lines_are_idempotent() {
         let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
-            "nano baton",
+            "nano baton-edit",
             "{what}: {script}"
         );
     }

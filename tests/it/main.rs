@@ -13,6 +13,7 @@ mod core;
 mod doctor;
 mod editor;
 mod faults;
+mod front;
 mod git;
 mod hardening;
 mod limits;

@@ -11,13 +11,10 @@ use super::{fail, note, ok, Ctx, Finding, PROBE_TIMEOUT};
 use crate::poll::Poll;
 use crate::protocol::DriverKind;
 
-/// True if `program` (a name on PATH or a path) is this very baton.
+/// True if `program` (a name on PATH or a path) is this very baton, or the `baton-edit` beside
+/// it.
 fn is_this_baton(program: &Path) -> bool {
-    let me = std::env::current_exe().and_then(std::fs::canonicalize);
-    let it = which::which(program)
-        .ok()
-        .and_then(|p| std::fs::canonicalize(p).ok());
-    matches!((it, me), (Some(a), Ok(b)) if a == b)
+    which::which(program).is_ok_and(|p| crate::editor::is_self(&p))
 }
 
 /// What Claude Code and git run on a prompt: `VISUAL`, else `EDITOR`.
@@ -34,7 +31,9 @@ pub(super) fn editor(_: &Ctx) -> Vec<Finding> {
         }
     };
     let program = value.split_whitespace().next().unwrap_or_default();
-    let named_baton = Path::new(program).file_name().is_some_and(|n| n == "baton");
+    let named_baton = Path::new(program)
+        .file_name()
+        .is_some_and(|n| n == "baton" || n == crate::editor::FRONT);
     if !named_baton {
         return vec![note(
             CHECK,
