@@ -76,6 +76,8 @@ Editor mode:
                         BATON_TIMEOUT (e.g. 10m) bounds the wait. Directives: @a task, @a @b
                         task (fan-out), @a | @b task (pipeline), @a @b --any task, @a! task
                         (urgent), @a & task (background), @results (what has arrived).
+  baton-edit FILE       the same, for $VISUAL (installed beside baton): a prompt with no
+                        directive reaches $BATON_EDITOR without baton starting at all.
 
 State folder: $BATON_HOME, else $XDG_STATE_HOME/baton, else ~/.local/state/baton.
 ";

@@ -231,7 +231,8 @@ pub fn man() -> Result<Exit> {
 }
 
 const DESCRIPTION: &str = "baton hands a prompt to a persistent agent and hands the answer back. \
-Installed as $VISUAL it is what Claude Code runs on Ctrl-G: a prompt that starts with @agent goes \
+Installed as $VISUAL (as baton-edit, its editor mode, which passes a prompt without a directive \
+straight to the real editor) it is what Claude Code runs on Ctrl-G: a prompt that starts with @agent goes \
 to that agent, baton waits for its answer and writes it into the file. At a shell, baton ask AGENT \
 PROMPT prints the answer. Everything between callers and agents is a file in the state folder, \
 which any process can read and write.";

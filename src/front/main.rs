@@ -218,7 +218,7 @@ mod fast {
                 argv[n] = p;
                 n += 1;
             }
-            sys::reset_signals();
+            sys::default_sigpipe();
             sys::execve(&self.program, &argv[..=n], envp);
         }
     }

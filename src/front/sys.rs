@@ -12,7 +12,6 @@ const CLOSE: usize = 3;
 const STAT: usize = 4;
 const MMAP: usize = 9;
 const RT_SIGACTION: usize = 13;
-const RT_SIGPROCMASK: usize = 14;
 const ACCESS: usize = 21;
 const EXECVE: usize = 59;
 const READLINK: usize = 89;
@@ -188,24 +187,14 @@ pub fn own_path() -> Option<CPath> {
     Some(path)
 }
 
-/// Sets the signal mask empty and SIGPIPE's disposition to the default, as the standard
-/// library does before it execs a program (baton's pass-through is such an exec).
-pub fn reset_signals() {
-    const SIG_SETMASK: usize = 2;
+/// Sets SIGPIPE's disposition to the default, as the standard library does before it execs a
+/// program (baton's pass-through is such an exec; it keeps the signal mask, and so does this).
+pub fn default_sigpipe() {
     const SIGPIPE: usize = 13;
-    let empty: u64 = 0;
     // `struct kernel_sigaction`: handler (SIG_DFL), flags, restorer, mask.
     let default = [0u64; 4];
-    // SAFETY: an 8-byte signal set, and a sigaction of the kernel's layout; no old values asked.
-    unsafe {
-        let _ = syscall(
-            RT_SIGPROCMASK,
-            SIG_SETMASK,
-            &empty as *const u64 as usize,
-            0,
-        );
-        let _ = rt_sigaction(SIGPIPE, default.as_ptr() as usize);
-    }
+    // SAFETY: a sigaction of the kernel's layout; the old one is not asked for.
+    let _ = unsafe { rt_sigaction(SIGPIPE, default.as_ptr() as usize) };
 }
 
 /// # Safety

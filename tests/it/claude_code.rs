@@ -147,7 +147,7 @@ fn serve(stream: TcpStream, requests: &Requests) {
     }
 }
 
-/// Starts the real Claude Code TUI in this test's tmux server, with baton as its editor; returns
+/// Starts the real Claude Code TUI in this test's tmux server, with baton-edit as its editor; returns
 /// what its requests to the stand-in API carry.
 fn start_claude_code(env: &Env, claude: &Path) -> Requests {
     let home = env.path("cc-home");
@@ -172,7 +172,8 @@ fn start_claude_code(env: &Env, claude: &Path) -> Requests {
              unset EDITOR BATON_AGENT TMUX\n\
              cd '{project}' && exec '{claude}'\n",
             home = home.display(),
-            bin = BIN,
+            // As INSTALL.md sets it: the front, which hands directives to baton.
+            bin = FRONT,
             state = env.home.display(),
             project = project.display(),
             claude = claude.display(),

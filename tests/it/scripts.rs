@@ -378,10 +378,7 @@ fn install_puts_the_binary_in_place_and_prints_the_profile_lines() {
     );
     // The editor mode the profile lines name, from beside the binary.
     let front = prefix.join("bin/baton-edit");
-    assert_eq!(
-        fs::read(&front).unwrap(),
-        fs::read(env!("CARGO_BIN_EXE_baton-edit")).unwrap()
-    );
+    assert_eq!(fs::read(&front).unwrap(), fs::read(FRONT).unwrap());
     assert!(baton::editor::PROFILE_LINES.contains("export VISUAL=baton-edit"));
     assert!(
         first.stdout.contains(baton::editor::PROFILE_LINES),

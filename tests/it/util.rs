@@ -15,6 +15,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_baton");
+/// `baton-edit`, the editor mode INSTALL.md puts in `$VISUAL`.
+pub const FRONT: &str = env!("CARGO_BIN_EXE_baton-edit");
 /// The hard limit for any one command in the suite.
 pub const HARD_TIMEOUT: Duration = Duration::from_secs(30);
 
