@@ -59,14 +59,73 @@ mod fast {
                 argv.add(argc + 1) as *const *const u8,
             )
         };
+        sys::open_closed_standard_fds();
         let env = Env(envp);
+        let me = Me {
+            exec_name: exec_name(envp),
+        };
         let args = argv.get(1..argv.len().saturating_sub(1)).unwrap_or(&[]);
         if passes_through(args, &env) {
-            if let Some(editor) = Editor::resolve(&env) {
+            if let Some(editor) = Editor::resolve(&env, &me) {
                 editor.exec(args, envp);
             }
         }
-        exec_baton(argv, envp)
+        exec_baton(&me, argv, envp)
+    }
+
+    /// The name this program was started by (`AT_EXECFN`, in the auxiliary vector that follows
+    /// the environment's NULL).
+    fn exec_name(envp: *const *const u8) -> Option<&'static [u8]> {
+        const AT_NULL: usize = 0;
+        const AT_EXECFN: usize = 31;
+        // SAFETY: the kernel's layout: after the environment's NULL come (type, value) pairs
+        // ending with AT_NULL; AT_EXECFN's value is a NUL-terminated string.
+        unsafe {
+            let mut p = envp;
+            while !(*p).is_null() {
+                p = p.add(1);
+            }
+            let mut aux = p.add(1) as *const usize;
+            loop {
+                match *aux {
+                    AT_NULL => return None,
+                    AT_EXECFN => return Some(c_str(*aux.add(1) as *const u8)),
+                    _ => aux = aux.add(2),
+                }
+            }
+        }
+    }
+
+    /// Where this program is.
+    struct Me {
+        exec_name: Option<&'static [u8]>,
+    }
+
+    impl Me {
+        fn path(&self) -> Option<CPath> {
+            sys::own_path(self.exec_name)
+        }
+
+        /// The program `name` beside this one.
+        fn beside(&self, name: &[u8]) -> Option<CPath> {
+            let me = self.path()?;
+            match me.bytes().iter().rposition(|&b| b == b'/') {
+                Some(at) => CPath::of(&[&me.bytes()[..=at], name]),
+                None => CPath::of(&[b"./", name]),
+            }
+        }
+
+        /// Whether `path` is this program or the baton beside it: never an editor.
+        fn is_baton(&self, path: &CPath) -> bool {
+            let Ok(it) = sys::stat(path) else {
+                return true;
+            };
+            [self.path(), self.beside(b"baton")]
+                .iter()
+                .flatten()
+                .filter_map(|p| sys::stat(p).ok())
+                .any(|id| id.same(&it))
+        }
     }
 
     /// The bytes of a NUL-terminated string the kernel gave.
@@ -148,6 +207,10 @@ mod fast {
     /// past `MAX_PROMPT_FILE`.
     fn read_all(path: &CPath, size: u64) -> Option<&'static [u8]> {
         let fd = sys::Fd::open(path).ok()?;
+        // Still the regular file `stat` saw (not a FIFO put in its place since).
+        if !fd.stat().is_ok_and(|id| id.regular) {
+            return None;
+        }
         // One byte more than expected, to see a file that grew since `stat`.
         let buf = sys::memory(size.min(MAX_PROMPT_FILE) as usize + 1)?;
         let mut len = 0;
@@ -155,7 +218,6 @@ mod fast {
             match fd.read(&mut buf[len..]) {
                 Ok(0) => return Some(&buf[..len]),
                 Ok(n) => len += n,
-                Err(4) => {} // EINTR
                 Err(_) => return None,
             }
             if len == buf.len() {
@@ -173,7 +235,7 @@ mod fast {
 
     impl Editor {
         /// What `editor::real_editor` finds, when `$BATON_EDITOR` is set and plain.
-        fn resolve(env: &Env) -> Option<Editor> {
+        fn resolve(env: &Env, me: &Me) -> Option<Editor> {
             let value = env.get(b"BATON_EDITOR")?;
             if !value.is_ascii() || is_blank(value) {
                 return None;
@@ -187,7 +249,7 @@ mod fast {
             } else {
                 on_path(env, program)?
             };
-            if is_baton(&program) {
+            if me.is_baton(&program) {
                 return None;
             }
             for b in words.bytes_mut() {
@@ -243,29 +305,10 @@ mod fast {
         None
     }
 
-    /// The program `name` beside this one.
-    fn beside_me(name: &[u8]) -> Option<CPath> {
-        let me = sys::own_path()?;
-        let dir = &me.bytes()[..me.bytes().iter().rposition(|&b| b == b'/')?];
-        CPath::of(&[dir, b"/", name])
-    }
-
-    /// Whether `path` is this program or the baton beside it: never an editor.
-    fn is_baton(path: &CPath) -> bool {
-        let Ok(it) = sys::stat(path) else {
-            return true;
-        };
-        let mine = [CPath::of(&[b"/proc/self/exe"]), beside_me(b"baton")];
-        mine.iter()
-            .flatten()
-            .filter_map(|p| sys::stat(p).ok())
-            .any(|id| id.same(&it))
-    }
-
     /// Hands the whole call to `baton`, the program beside this one.
-    fn exec_baton(argv: &mut [*const u8], envp: *const *const u8) -> ! {
-        let Some(baton) = beside_me(b"baton") else {
-            sys::write_stderr(b"baton-edit: cannot tell where it is installed (/proc/self/exe)\n");
+    fn exec_baton(me: &Me, argv: &mut [*const u8], envp: *const *const u8) -> ! {
+        let Some(baton) = me.beside(b"baton") else {
+            sys::write_stderr(b"baton-edit: cannot tell where it is installed\n");
             sys::exit(2)
         };
         // Called with no arguments at all, the list is only its NULL.

@@ -4,33 +4,41 @@
 use core::arch::asm;
 
 pub const ENOENT: isize = 2;
+const EINTR: isize = 4;
+const EBADF: isize = 9;
 
 const READ: usize = 0;
 const WRITE: usize = 1;
-const OPEN: usize = 2;
 const CLOSE: usize = 3;
-const STAT: usize = 4;
 const MMAP: usize = 9;
 const RT_SIGACTION: usize = 13;
-const ACCESS: usize = 21;
 const EXECVE: usize = 59;
-const READLINK: usize = 89;
+const FCNTL: usize = 72;
 const EXIT_GROUP: usize = 231;
+const OPENAT: usize = 257;
+const NEWFSTATAT: usize = 262;
+const READLINKAT: usize = 267;
+const FACCESSAT: usize = 269;
 
-const O_RDONLY_CLOEXEC: usize = 0o2000000;
+/// The `*at` calls' "relative to the working folder".
+const AT_FDCWD: usize = -100isize as usize;
+const AT_EMPTY_PATH: usize = 0x1000;
+const O_RDONLY_NONBLOCK_CLOEXEC: usize = 0o2004000;
+const O_RDWR: usize = 2;
+const F_GETFD: usize = 1;
 const X_OK: usize = 1;
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
 
 /// # Safety
 /// The arguments must be what system call `n` expects (valid pointers to buffers of the sizes
-/// given, NUL-terminated paths).
-unsafe fn syscall(n: usize, a: usize, b: usize, c: usize) -> Result<usize, isize> {
+/// given, NUL-terminated paths); unused ones are ignored by the kernel.
+unsafe fn syscall(n: usize, a: usize, b: usize, c: usize, d: usize) -> Result<usize, isize> {
     let ret: isize;
     // SAFETY: the caller passes what the call expects; the kernel clobbers rcx and r11 only.
     unsafe {
         asm!("syscall", inlateout("rax") n as isize => ret, in("rdi") a, in("rsi") b, in("rdx") c,
-            lateout("rcx") _, lateout("r11") _, options(nostack));
+            in("r10") d, lateout("rcx") _, lateout("r11") _, options(nostack));
     }
     if (-4095..0).contains(&ret) {
         Err(-ret)
@@ -85,7 +93,7 @@ pub struct FileId {
     pub size: u64,
 }
 
-/// The kernel's `struct stat` on x86-64.
+/// The kernel's `struct stat` on x86-64 (144 bytes).
 #[repr(C)]
 struct Stat {
     dev: u64,
@@ -97,14 +105,22 @@ struct Stat {
     _pad: u32,
     rdev: u64,
     size: i64,
-    _rest: [u64; 12],
+    _rest: [u64; 11],
 }
 
-/// `stat(2)`: follows links.
-pub fn stat(path: &CPath) -> Result<FileId, isize> {
+/// `newfstatat(2)`: `path` (following links), or with `AT_EMPTY_PATH` the open file `dirfd`.
+fn fstatat(dirfd: usize, path: *const u8, flags: usize) -> Result<FileId, isize> {
     let mut st = core::mem::MaybeUninit::<Stat>::zeroed();
     // SAFETY: a NUL-terminated path and a buffer the size of the kernel's `struct stat`.
-    unsafe { syscall(STAT, path.ptr() as usize, st.as_mut_ptr() as usize, 0)? };
+    unsafe {
+        syscall(
+            NEWFSTATAT,
+            dirfd,
+            path as usize,
+            st.as_mut_ptr() as usize,
+            flags,
+        )?
+    };
     // SAFETY: zeroed, then filled by the kernel.
     let st = unsafe { st.assume_init() };
     Ok(FileId {
@@ -115,43 +131,84 @@ pub fn stat(path: &CPath) -> Result<FileId, isize> {
     })
 }
 
+/// `stat(2)`: follows links.
+pub fn stat(path: &CPath) -> Result<FileId, isize> {
+    fstatat(AT_FDCWD, path.ptr(), 0)
+}
+
 impl FileId {
     pub fn same(&self, other: &FileId) -> bool {
         (self.dev, self.ino) == (other.dev, other.ino)
     }
 }
 
-/// Whether this process may execute `path` (`access(2)` with `X_OK`).
+/// Whether this process may execute `path` (`faccessat(2)` with `X_OK`).
 pub fn executable(path: &CPath) -> bool {
     // SAFETY: a NUL-terminated path.
-    unsafe { syscall(ACCESS, path.ptr() as usize, X_OK, 0).is_ok() }
+    unsafe { syscall(FACCESSAT, AT_FDCWD, path.ptr() as usize, X_OK, 0).is_ok() }
 }
 
 /// An open file, closed when dropped.
 pub struct Fd(usize);
 
 impl Fd {
+    /// Opens `path` for reading; without waiting, should it have become a FIFO since it was
+    /// looked at.
     pub fn open(path: &CPath) -> Result<Fd, isize> {
         // SAFETY: a NUL-terminated path.
-        unsafe { syscall(OPEN, path.ptr() as usize, O_RDONLY_CLOEXEC, 0).map(Fd) }
+        unsafe {
+            syscall(
+                OPENAT,
+                AT_FDCWD,
+                path.ptr() as usize,
+                O_RDONLY_NONBLOCK_CLOEXEC,
+                0,
+            )
+        }
+        .map(Fd)
+    }
+
+    pub fn stat(&self) -> Result<FileId, isize> {
+        fstatat(self.0, c"".as_ptr().cast(), AT_EMPTY_PATH)
     }
 
     pub fn read(&self, buf: &mut [u8]) -> Result<usize, isize> {
-        // SAFETY: the buffer is writable for its length.
-        unsafe { syscall(READ, self.0, buf.as_mut_ptr() as usize, buf.len()) }
+        loop {
+            // SAFETY: the buffer is writable for its length.
+            match unsafe { syscall(READ, self.0, buf.as_mut_ptr() as usize, buf.len(), 0) } {
+                Err(EINTR) => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Opens `/dev/null` on each of the standard descriptors that is closed, as the Rust runtime does
+/// before `main` in baton: an editor never finds its own files on them.
+pub fn open_closed_standard_fds() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only asks about the descriptor.
+        if unsafe { syscall(FCNTL, fd, F_GETFD, 0, 0) } == Err(EBADF) {
+            // The lowest free descriptor: this one, as the lower ones are open.
+            // SAFETY: a NUL-terminated path.
+            let _ = unsafe { syscall(OPENAT, AT_FDCWD, c"/dev/null".as_ptr() as usize, O_RDWR, 0) };
+        }
     }
 }
 
 impl Drop for Fd {
     fn drop(&mut self) {
         // SAFETY: a descriptor this value owns.
-        let _ = unsafe { syscall(CLOSE, self.0, 0, 0) };
+        let _ = unsafe { syscall(CLOSE, self.0, 0, 0, 0) };
     }
 }
 
 /// Fresh zeroed memory of `len` bytes (an anonymous mapping), never given back: the process
 /// execs or exits soon after.
 pub fn memory(len: usize) -> Option<&'static mut [u8]> {
+    if len == 0 {
+        return None;
+    }
     const PROT_READ_WRITE: usize = 3;
     const MAP_PRIVATE_ANONYMOUS: usize = 0x22;
     let ret: isize;
@@ -162,29 +219,35 @@ pub fn memory(len: usize) -> Option<&'static mut [u8]> {
             in("rdx") PROT_READ_WRITE, in("r10") MAP_PRIVATE_ANONYMOUS, in("r8") -1isize,
             in("r9") 0usize, lateout("rcx") _, lateout("r11") _, options(nostack));
     }
-    if (-4095..0).contains(&ret) || len == 0 {
+    if (-4095..0).contains(&ret) {
         return None;
     }
     // SAFETY: a new mapping of `len` writable bytes that nothing else refers to.
     Some(unsafe { core::slice::from_raw_parts_mut(ret as *mut u8, len) })
 }
 
-/// The path of the program running now (`/proc/self/exe`).
-pub fn own_path() -> Option<CPath> {
-    let link = CPath::of(&[b"/proc/self/exe"])?;
+/// The path of the program running now: `/proc/self/exe`, else (no `/proc`) the name it was
+/// started by, `exec_name` (the kernel's `AT_EXECFN`).
+pub fn own_path(exec_name: Option<&[u8]>) -> Option<CPath> {
     let mut path = CPath::of(&[])?;
     // SAFETY: a NUL-terminated path and a buffer of its size less the NUL.
-    let n = unsafe {
+    let read = unsafe {
         syscall(
-            READLINK,
-            link.ptr() as usize,
+            READLINKAT,
+            AT_FDCWD,
+            c"/proc/self/exe".as_ptr() as usize,
             path.buf.as_mut_ptr() as usize,
             path.buf.len() - 1,
         )
+    };
+    match read {
+        // A full buffer may be a cut path.
+        Ok(n) if n < path.buf.len() - 1 => {
+            path.len = n;
+            Some(path)
+        }
+        _ => CPath::of(&[exec_name?]),
     }
-    .ok()?;
-    path.len = n;
-    Some(path)
 }
 
 /// Sets SIGPIPE's disposition to the default, as the standard library does before it execs a
@@ -200,18 +263,8 @@ pub fn default_sigpipe() {
 /// # Safety
 /// `act` points at a `struct kernel_sigaction`.
 unsafe fn rt_sigaction(sig: usize, act: usize) -> Result<usize, isize> {
-    let ret: isize;
-    // SAFETY: rt_sigaction(sig, act, NULL, 8): four arguments, the fourth in r10.
-    unsafe {
-        asm!("syscall", inlateout("rax") RT_SIGACTION as isize => ret, in("rdi") sig,
-            in("rsi") act, in("rdx") 0usize, in("r10") 8usize, lateout("rcx") _,
-            lateout("r11") _, options(nostack));
-    }
-    if ret < 0 {
-        Err(-ret)
-    } else {
-        Ok(ret as usize)
-    }
+    // SAFETY: rt_sigaction(sig, act, NULL, sizeof(sigset_t)).
+    unsafe { syscall(RT_SIGACTION, sig, act, 0, 8) }
 }
 
 /// Replaces this process with `path`, given `argv` (NULL-terminated) and the environment.
@@ -228,6 +281,7 @@ pub fn execve(path: &CPath, argv: &[*const u8], envp: *const *const u8) -> isize
             path.ptr() as usize,
             argv.as_ptr() as usize,
             envp as usize,
+            0,
         )
     } {
         Ok(_) => 0,
@@ -240,7 +294,8 @@ pub fn write_stderr(bytes: &[u8]) {
     let mut rest = bytes;
     while !rest.is_empty() {
         // SAFETY: a readable buffer of its length.
-        match unsafe { syscall(WRITE, 2, rest.as_ptr() as usize, rest.len()) } {
+        match unsafe { syscall(WRITE, 2, rest.as_ptr() as usize, rest.len(), 0) } {
+            Err(EINTR) => {}
             Ok(0) | Err(_) => return,
             Ok(n) => rest = &rest[n.min(rest.len())..],
         }
@@ -250,7 +305,7 @@ pub fn write_stderr(bytes: &[u8]) {
 pub fn exit(code: i32) -> ! {
     // SAFETY: exit_group ends the process.
     unsafe {
-        let _ = syscall(EXIT_GROUP, code as usize, 0, 0);
+        let _ = syscall(EXIT_GROUP, code as usize, 0, 0, 0);
     }
     #[allow(clippy::empty_loop)]
     loop {}

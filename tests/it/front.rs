@@ -268,3 +268,204 @@ fn the_front_passes_through_without_baton_and_names_a_missing_baton() {
     assert_eq!(seen.file.as_deref(), Some("@sh1 do it"));
     assert_eq!(seen.editor, None);
 }
+
+/// Which program the front handed a call to.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    Editor,
+    Baton,
+}
+
+/// What the file holds, the arguments, the environment, the route expected.
+type RouteCase<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>, Route);
+
+#[test]
+fn the_front_runs_the_editor_itself_only_in_the_plain_case() {
+    let env = Env::new();
+    let editor = recording_editor(&env);
+    let editor = editor.to_str().unwrap();
+    let bin_dir = env.dir.path().display().to_string();
+    // A copy of the front beside a stand-in baton that says it ran.
+    let dir = env.path("installed");
+    fs::create_dir(&dir).unwrap();
+    let front = dir.join("baton-edit");
+    env.copy_program(FRONT, &front);
+    let ran = env.path("baton.ran");
+    fs::write(
+        dir.join("baton"),
+        format!("#!/bin/sh\necho \"$@\" > '{}'\n", ran.display()),
+    )
+    .unwrap();
+    fs::set_permissions(
+        dir.join("baton"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let file = env.path("prompt.md");
+    nix::unistd::mkfifo(
+        &env.path("fifo.md"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    fs::write(env.path("status"), "plain").unwrap();
+    let path = format!("{bin_dir}:/usr/bin:/bin");
+    let many: Vec<&str> = std::iter::repeat_n("-a", 300)
+        .chain(["prompt.md"])
+        .collect();
+    let front_s = front.to_str().unwrap();
+    let stub = dir.join("baton");
+    let e = ("BATON_EDITOR", editor);
+    use Route::*;
+    let cases: Vec<RouteCase> = vec![
+        ("plain", vec!["prompt.md"], vec![e], Editor),
+        (
+            "  \n\u{feff}plain @sh1",
+            vec!["-R", "prompt.md"],
+            vec![e],
+            Editor,
+        ),
+        ("@sh1 do it", vec!["prompt.md"], vec![e], Baton),
+        (
+            "plain",
+            vec!["prompt.md"],
+            vec![e, ("BATON_COMPLETE", "bash")],
+            Baton,
+        ),
+        (
+            "plain",
+            vec!["prompt.md"],
+            vec![e, ("BATON_COMPLETE", "")],
+            Baton,
+        ),
+        (
+            "@sh1 do it",
+            vec!["prompt.md"],
+            vec![e, ("BATON_AGENT", "a")],
+            Editor,
+        ),
+        (
+            "@sh1 do it",
+            vec!["prompt.md"],
+            vec![e, ("BATON_AGENT", "")],
+            Baton,
+        ),
+        (
+            "plain",
+            vec!["prompt.md"],
+            vec![("BATON_EDITOR", "editor.sh -a"), ("PATH", &path)],
+            Editor,
+        ),
+        (
+            "plain",
+            vec!["prompt.md"],
+            vec![("BATON_EDITOR", "editor.sh"), ("PATH", "rel:/bin")],
+            Baton,
+        ),
+        (
+            "plain",
+            vec!["prompt.md"],
+            vec![("BATON_EDITOR", "./editor.sh")],
+            Baton,
+        ),
+        (
+            "plain",
+            vec!["prompt.md"],
+            vec![("BATON_EDITOR", "édit")],
+            Baton,
+        ),
+        ("plain", vec!["prompt.md"], vec![], Baton),
+        (
+            "plain",
+            vec!["prompt.md"],
+            vec![("BATON_EDITOR", front_s)],
+            Baton,
+        ),
+        (
+            "plain",
+            vec!["prompt.md"],
+            vec![("BATON_EDITOR", stub.to_str().unwrap())],
+            Baton,
+        ),
+        (
+            "plain",
+            vec!["prompt.md"],
+            vec![e, ("BATON_TIMEOUT", "1m")],
+            Baton,
+        ),
+        (
+            "plain",
+            vec!["prompt.md"],
+            vec![e, ("BATON_TIMEOUT", " ")],
+            Editor,
+        ),
+        ("plain", vec!["missing.md"], vec![e], Editor),
+        ("plain", vec!["fifo.md"], vec![e], Baton),
+        ("plain", vec!["status"], vec![e], Baton),
+        ("plain", vec!["a.md", "b.md"], vec![e], Baton),
+        ("plain", many.clone(), vec![e], Baton),
+    ];
+    for (text, args, vars, route) in &cases {
+        fs::write(&file, text).unwrap();
+        let _ = fs::remove_file(&ran);
+        let seen = call(&env, front_s, args, vars, &file);
+        let took = match (seen.editor.is_some(), ran.exists()) {
+            (true, false) => Editor,
+            (false, true) => Baton,
+            both => panic!("{both:?} for {text:?} {args:?} {vars:?}: {seen:?}"),
+        };
+        assert_eq!(&took, route, "{text:?} {args:?} {vars:?}: {seen:?}");
+        assert_eq!(seen.file.as_deref(), Some(*text), "never written");
+        if took == Baton {
+            let handed = fs::read_to_string(&ran).unwrap();
+            assert_eq!(handed.trim_end(), args.join(" "), "the same arguments");
+        }
+    }
+    // The editor's words and the file, the program as found on PATH.
+    fs::write(&file, "plain").unwrap();
+    let vars = [
+        ("BATON_EDITOR", " editor.sh  -a\t-b "),
+        ("PATH", path.as_str()),
+    ];
+    let (args, _) = call(&env, front_s, &["+2", "prompt.md"], &vars, &file)
+        .editor
+        .unwrap();
+    assert_eq!(args, format!("{editor}\n-a\n-b\n+2\nprompt.md\n"));
+}
+
+#[test]
+fn a_closed_standard_descriptor_reaches_the_editor_as_dev_null() {
+    let env = Env::new();
+    let editor = env.script(
+        "fd0.sh",
+        &format!(
+            "#!/bin/sh\nreadlink /proc/$$/fd/0 > '{}'\n",
+            env.path("fd0").display()
+        ),
+    );
+    let file = env.path("prompt.md");
+    fs::write(&file, "plain").unwrap();
+    for program in [BIN, FRONT] {
+        let _ = fs::remove_file(env.path("fd0"));
+        let mut cmd = Command::new(program);
+        scrub(&mut cmd)
+            .arg(&file)
+            .env("BATON_HOME", &env.home)
+            .env("BATON_EDITOR", &editor)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: close(2) is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::libc::close(0);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
+        assert!(wait_child(&mut child, HARD_TIMEOUT).unwrap().success());
+        assert_eq!(
+            fs::read_to_string(env.path("fd0")).unwrap().trim(),
+            "/dev/null",
+            "{program}"
+        );
+    }
+}

@@ -198,13 +198,18 @@ pub(super) fn baton_path() -> Result<PathBuf> {
         .map_err(|e| usage(format!("finding baton's own path: {e}")))
 }
 
-/// True for a `core.editor` that runs baton (`…/baton`, maybe after `BATON_EDITOR=…`).
+/// True for a `core.editor` that runs baton (`…/baton` or `…/baton-edit`, maybe after
+/// `BATON_EDITOR=…`).
 pub(super) fn is_baton_editor(value: &str) -> bool {
     value
         .split_whitespace()
         .last()
         .map(|w| w.trim_matches('\''))
-        .and_then(|w| Path::new(w).file_name().map(|n| n == "baton"))
+        .and_then(|w| {
+            Path::new(w)
+                .file_name()
+                .map(|n| n == "baton" || n == crate::editor::FRONT)
+        })
         .unwrap_or(false)
 }
 
@@ -282,6 +287,7 @@ mod tests {
         assert!(is_baton_editor("BATON_EDITOR='code --wait' /x/baton"));
         assert!(!is_baton_editor("vim"));
         assert!(!is_baton_editor("batonx"));
+        assert!(is_baton_editor("/usr/local/bin/baton-edit"));
         assert_eq!(
             editor_value(Path::new("/x/baton"), "code --wait"),
             "BATON_EDITOR='code --wait' /x/baton"
